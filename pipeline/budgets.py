@@ -1,0 +1,114 @@
+"""Budgets against figures: pure functions over plain data, so the rules are tested without DVC or MLflow.
+
+A verdict passes only when every budget line passes and nothing is missing: a record that could not be read,
+or a figure that could not be found, is a failure, never a silent pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.config import BudgetParams
+from pipeline.records import EmissionRecord
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    """One budget compared with one figure; `key` is where the budget lives in params.yaml."""
+
+    name: str
+    key: str
+    unit: str
+    limit: float
+    measured: float
+    method: str = ""
+    higher_is_better: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
+
+    @property
+    def headroom(self) -> float:
+        """How far the figure is from its limit, in the line's unit; negative when over budget."""
+        return self.measured - self.limit if self.higher_is_better else self.limit - self.measured
+
+    def failure(self) -> str:
+        relation = "<" if self.higher_is_better else ">"
+        return (
+            f"{self.name}: {self.measured:.6g} {self.unit} {relation} budget {self.limit:.6g} {self.unit}"
+            f" (params.yaml {self.key})"
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    lines: list[BudgetLine]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(line.passed for line in self.lines)
+
+    def failures(self) -> list[str]:
+        return [*self.problems, *(line.failure() for line in self.lines if not line.passed)]
+
+
+@dataclass(frozen=True)
+class Totals:
+    energy_kwh: float
+    co2_kg: float
+    duration_s: float
+    method: str
+
+
+def totals(records: dict[str, EmissionRecord]) -> Totals:
+    """The cost of producing the current artifacts: every stage's record, whether it ran now or was cached."""
+    kinds = {r.methods.summary() for r in records.values()}
+    return Totals(
+        energy_kwh=sum(r.energy_kwh for r in records.values()),
+        co2_kg=sum(r.co2_kg for r in records.values()),
+        duration_s=sum(r.duration_s for r in records.values()),
+        method=kinds.pop() if len(kinds) == 1 else "mixed",
+    )
+
+
+def check(
+    budget: BudgetParams,
+    records: dict[str, EmissionRecord],
+    model_size_mb: float | None,
+    accuracy: float | None,
+    problems: list[str],
+) -> Verdict:
+    """Compare every configured budget with its figure; a figure that is None is a problem, not a pass."""
+    problems = list(problems)
+    total = totals(records)
+    lines = [
+        BudgetLine("energy (total)", "budget.energy_kwh", "kWh", budget.energy_kwh, total.energy_kwh, total.method),
+        BudgetLine("co2 (total)", "budget.co2_kg", "kg", budget.co2_kg, total.co2_kg, total.method),
+    ]
+    for stage, stage_budget in sorted(budget.stages.items()):
+        record = records.get(stage)
+        if record is None:
+            problems.append(f"budget.stages.{stage}: no emission record for stage {stage!r}")
+            continue
+        method = record.methods.summary()
+        for attribute, unit in (("energy_kwh", "kWh"), ("co2_kg", "kg"), ("duration_s", "s")):
+            limit = getattr(stage_budget, attribute)
+            if limit is not None:
+                key = f"budget.stages.{stage}.{attribute}"
+                name = f"{stage} {attribute.rsplit('_', 1)[0]}"
+                lines.append(BudgetLine(name, key, unit, limit, getattr(record, attribute), method))
+    if model_size_mb is None:
+        problems.append("model size unknown: the deployed model artifact is missing")
+    else:
+        lines.append(BudgetLine("model size", "budget.model_size_mb", "MB", budget.model_size_mb, model_size_mb))
+    if budget.min_accuracy is not None:
+        if accuracy is None:
+            problems.append("test accuracy unknown: the evaluate stage's metrics are missing")
+        else:
+            lines.append(
+                BudgetLine("test accuracy", "budget.min_accuracy", "", budget.min_accuracy, accuracy,
+                           higher_is_better=True)
+            )
+    return Verdict(lines, problems)

@@ -1,0 +1,74 @@
+"""`carbon-budget`: the command line. The only place besides the stage scripts that turns errors into exit codes.
+
+Commands import what they need when they run, so `--help` and `gate` never pay for torch, MLflow or codecarbon.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.errors import PipelineError
+
+
+def _fail(exc: PipelineError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="carbon-budget-pipeline")
+def main() -> None:
+    """Energy and carbon budgets for a DVC + MLflow training pipeline."""
+
+
+@main.command()
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
+def gate(params_file: Path, as_json: bool) -> None:
+    """Check every stage's emission record against the budgets; exit 1 when over budget or when evidence is missing.
+
+    Reads files only: it changes nothing, and needs neither MLflow nor a rerun.
+    """
+    from pipeline.config import load_params
+    from pipeline.gate import judge, render, verdict_document
+
+    try:
+        params = load_params(params_file)
+        verdict, evidence = judge(params, Path.cwd())
+    except PipelineError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(verdict_document(verdict, evidence), indent=2, sort_keys=True))
+    else:
+        click.echo(render(verdict), nl=False)
+    if not verdict.passed:
+        click.echo("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()), err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--tracking-uri", default=None, help="MLflow to deliver to (default: MLFLOW_TRACKING_URI, else ./mlflow.db).")
+def sync(tracking_uri: str | None) -> None:
+    """Publish executions that MLflow has not taken yet (kept in .carbon-budget/outbox/). Safe to repeat."""
+    from pipeline import tracking
+
+    folders = tracking.pending(Path.cwd())
+    if not folders:
+        click.echo("nothing to sync: every execution is in MLflow")
+        return
+    failed = 0
+    for folder in folders:
+        try:
+            published = tracking.deliver(folder, tracking_uri)
+            click.echo(f"synced {published.execution_id[:8]}: {published.new_runs} new runs ({published.ui_url})")
+        except PipelineError as exc:
+            failed += 1
+            click.echo(f"error: {exc}", err=True)
+    if failed:
+        click.echo(f"{failed} of {len(folders)} executions still pending", err=True)
+        sys.exit(1)

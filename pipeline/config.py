@@ -1,0 +1,187 @@
+"""params.yaml, validated once at the edge into typed, frozen objects.
+
+Every stage and the CLI read params through `load_params`; a bad file gets one message that names the key,
+the value and what is allowed, instead of a KeyError deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ParamsError
+
+PARAMS_FILE = "params.yaml"
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    source: Literal["digits", "csv", "npz"] = "digits"
+    path: str | None = None
+    label_column: str = "label"
+    test_size: Fraction = 0.2
+    val_size: Fraction = 0.1
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> DataParams:
+        if self.source in ("csv", "npz") and not self.path:
+            raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        if self.test_size + self.val_size >= 0.9:
+            raise ValueError("data.test_size + data.val_size must leave at least 10% for training")
+        return self
+
+
+class ModelParams(_Section):
+    arch: Literal["mlp", "cnn"] = "mlp"
+    hidden_sizes: list[Annotated[int, Field(gt=0)]] = [128, 64]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    channels: list[Annotated[int, Field(gt=0)]] = [16, 32]
+
+
+class TrainParams(_Section):
+    epochs: Annotated[int, Field(gt=0)] = 20
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    lr: PositiveFloat = 1e-3
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ExportParams(_Section):
+    formats: list[Literal["torchscript"]] = ["torchscript"]
+    deploy: Literal["torchscript"] = "torchscript"
+
+    @model_validator(mode="after")
+    def _deploy_is_exported(self) -> ExportParams:
+        if not self.formats:
+            raise ValueError("export.formats must name at least one format")
+        if self.deploy not in self.formats:
+            raise ValueError(f"export.deploy {self.deploy!r} must be one of export.formats {self.formats}")
+        return self
+
+
+class CarbonParams(_Section):
+    country_iso_code: str = "USA"
+    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
+    measure_power_secs: PositiveFloat = 1.0
+    intensity_g_per_kwh: PositiveFloat | None = None
+    tracking_mode: Literal["process", "machine"] = "process"
+
+    @field_validator("country_iso_code")
+    @classmethod
+    def _known_country(cls, code: str) -> str:
+        from pipeline import grid
+
+        known = grid.known_countries()
+        if code not in known:
+            close = [c for c in known if c[0] == code[:1].upper()][:12]
+            raise ValueError(
+                f"unknown country code {code!r}: use an ISO 3166-1 alpha-3 code codecarbon has grid data for"
+                f" (e.g. {', '.join(close) or 'USA, FRA, DEU'})"
+            )
+        return code
+
+
+class StageBudget(_Section):
+    energy_kwh: PositiveFloat | None = None
+    co2_kg: PositiveFloat | None = None
+    duration_s: PositiveFloat | None = None
+
+
+class BudgetParams(_Section):
+    energy_kwh: PositiveFloat
+    co2_kg: PositiveFloat
+    model_size_mb: PositiveFloat
+    min_accuracy: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    stages: dict[str, StageBudget] = {}
+
+
+class MlflowParams(_Section):
+    experiment: str = "carbon-budget"
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    export: ExportParams = ExportParams()
+    carbon: CarbonParams = CarbonParams()
+    budget: BudgetParams
+    mlflow: MlflowParams = MlflowParams()
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One top-level section as plain data, as a stage records what it ran with."""
+        value: dict[str, Any] = getattr(self, name).model_dump(mode="json")
+        return value
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `StageBudget`, `X | None` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at `loc`, to list the keys it allows."""
+    model: type[BaseModel] | None = Params
+    for part in loc[:-1]:
+        if model is None:
+            return None
+        if part in model.model_fields:
+            model = _submodel(model.model_fields[part].annotation)
+        # any other part is a free dict key (a stage name): its values share one model
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(loc)
+        allowed = ", ".join(owner.model_fields) if owner else "see README"
+        return f"unknown key {key} (allowed here: {allowed})"
+    if error["type"] == "missing":
+        return f"missing key {key}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = "NaN" if isinstance(value, float) and math.isnan(value) else repr(value)
+    if isinstance(value, dict):
+        return f"{key}: {message}"
+    return f"{key} = {shown}: {message}"
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Validate already-loaded YAML data into `Params`, or raise ParamsError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(dict(err))}" for err in exc.errors())
+        raise ParamsError(f"{source} is not valid:\n{problems}") from None
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate params.yaml."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ParamsError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    return parse_params(raw, source=str(path))

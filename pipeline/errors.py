@@ -1,0 +1,33 @@
+"""The errors a user can cause. The library raises them; only the CLI and stages turn them into exit codes."""
+
+
+class PipelineError(Exception):
+    """Base class: the message is written for the person who has to fix it."""
+
+
+class ParamsError(PipelineError):
+    """params.yaml is missing, unreadable or holds a value that is not allowed."""
+
+
+class DataError(PipelineError):
+    """The data set named in params cannot be used as it is."""
+
+
+class RecordError(PipelineError):
+    """An emission record is missing, unreadable, incomplete or does not belong to the current outputs."""
+
+
+class ModelError(PipelineError):
+    """A model file is missing or cannot be loaded."""
+
+
+class MeasurementError(PipelineError):
+    """codecarbon could not measure; a missing measurement is never reported as zero."""
+
+
+class BudgetExceeded(PipelineError):
+    """At least one budget was exceeded; the message lists every failing line."""
+
+
+class StageInterrupted(PipelineError):
+    """The stage received SIGTERM or SIGINT; raised so the record of the energy spent so far is still written."""

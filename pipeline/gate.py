@@ -1,0 +1,164 @@
+"""Gather the evidence the gate judges, from files alone (no torch, no MLflow, no codecarbon).
+
+The stages to account for are the emission records the gate stage depends on in dvc.yaml, so a stage cannot
+drop out of the budget without a visible change to dvc.yaml. Each record must be complete, must say its
+stage completed, and must belong to today's outputs and params: a stale record from an earlier run cannot
+vouch for a new model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import layout
+from pipeline.budgets import Verdict, check, totals
+from pipeline.config import Params
+from pipeline.errors import PipelineError, RecordError
+from pipeline.files import read_json
+from pipeline.records import EmissionRecord, file_md5, load_record
+
+GATE_STAGE = "gate"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    records: dict[str, EmissionRecord]
+    problems: list[str]
+    model_size_mb: float | None
+    parameters: int | None
+    accuracy: float | None
+    deploy_path: str | None
+
+
+def budgeted_stages(dvc_yaml: Path) -> list[str]:
+    """Stages whose records the gate stage depends on, in dvc.yaml order."""
+    try:
+        stages = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineError(f"cannot read {dvc_yaml}: {exc}") from None
+    gate = stages.get(GATE_STAGE)
+    if not isinstance(gate, dict):
+        raise PipelineError(f"{dvc_yaml} has no {GATE_STAGE!r} stage")
+    prefix = layout.RECORDS_DIR.as_posix() + "/"
+    names = [d[len(prefix) : -len(".json")] for d in gate.get("deps", []) if str(d).startswith(prefix)]
+    if not names:
+        raise PipelineError(f"the {GATE_STAGE!r} stage in {dvc_yaml} depends on no emission record under {prefix}")
+    return names
+
+
+def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[str]:
+    reasons = []
+    for section, used in record.params.items():
+        if section in Params.model_fields and params.section(section) != used:
+            reasons.append(f"it was measured with other params.yaml `{section}` values")
+    for output, digest in record.outputs.items():
+        path = root / output
+        if not path.is_file():
+            reasons.append(f"its output {output} is missing")
+        elif file_md5(path) != digest:
+            reasons.append(f"its output {output} has changed since")
+    return reasons
+
+
+def _number(path: Path, key: str, problems: list[str]) -> Any:
+    try:
+        value = read_json(path)[key]
+    except FileNotFoundError:
+        problems.append(f"{path}: missing")
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(f"{path}: unreadable or lacks {key!r} ({exc})")
+        return None
+    return value
+
+
+def gather(params: Params, root: Path) -> Evidence:
+    problems: list[str] = []
+    records: dict[str, EmissionRecord] = {}
+    for stage in budgeted_stages(root / "dvc.yaml"):
+        path = layout.record_path(stage)
+        try:
+            record = load_record(root / path)
+        except RecordError as exc:
+            problems.append(str(exc))
+            continue
+        if record.status != "completed":
+            problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
+        for reason in _stale_reasons(record, params, root):
+            problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
+        records[stage] = record
+    export = _number(root / layout.EXPORT_METRICS, "deploy", problems)
+    size_mb = parameters = deploy_path = None
+    if isinstance(export, dict) and isinstance(export.get("path"), str):
+        deploy_path = export["path"]
+        artifact = root / deploy_path
+        if artifact.is_file():
+            size_mb = artifact.stat().st_size / 1e6
+            parameters = export.get("parameters")
+        else:
+            problems.append(f"{deploy_path}: deployed model artifact is missing")
+    accuracy = _number(root / layout.EVALUATE_METRICS, "test_accuracy", problems)
+    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path)
+
+
+def judge(params: Params, root: Path) -> tuple[Verdict, Evidence]:
+    evidence = gather(params, root)
+    accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
+    verdict = check(params.budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
+    return verdict, evidence
+
+
+def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
+    """metrics/gate.json: the verdict with raw figures, for DVC, the report and MLflow."""
+    total = totals(evidence.records)
+    return {
+        "passed": verdict.passed,
+        "failures": verdict.failures(),
+        "lines": [
+            {
+                "name": line.name, "key": line.key, "unit": line.unit, "limit": line.limit,
+                "measured": line.measured, "headroom": line.headroom, "passed": line.passed, "method": line.method,
+            }
+            for line in verdict.lines
+        ],
+        "energy_kwh": total.energy_kwh,
+        "co2_kg": total.co2_kg,
+        "duration_s": total.duration_s,
+        "measurement": total.method,
+        "model_size_mb": evidence.model_size_mb,
+        "parameters": evidence.parameters,
+        "test_accuracy": evidence.accuracy,
+        "stages": {
+            name: {"energy_kwh": r.energy_kwh, "co2_kg": r.co2_kg, "duration_s": r.duration_s,
+                   "measurement": r.methods.summary()}
+            for name, r in evidence.records.items()
+        },
+    }
+
+
+def render(verdict: Verdict) -> str:
+    """The table people read in the terminal and in `dvc repro` output."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="carbon budget", title_justify="left")
+    for column in ("budget", "limit", "measured", "headroom", "how", "verdict"):
+        table.add_column(column, justify="right" if column in ("limit", "measured", "headroom") else "left")
+    for line in verdict.lines:
+        table.add_row(
+            f"{line.name} ({line.key})", f"{line.limit:.4g} {line.unit}", f"{line.measured:.4g} {line.unit}",
+            f"{line.headroom:+.3g}", line.method or "-", "pass" if line.passed else "FAIL",
+        )
+    buffer = StringIO()
+    console = Console(file=buffer, width=120, color_system=None)
+    console.print(table)
+    for problem in verdict.problems:
+        console.print(f"FAIL {problem}", highlight=False, markup=False)
+    console.print("gate: " + ("PASSED" if verdict.passed else "FAILED"), highlight=False)
+    return buffer.getvalue()

@@ -1,0 +1,128 @@
+"""The emission record: the one contract between stages, gate, report and MLflow publishing.
+
+A record is the cost of producing a stage's outputs. It says how each figure was obtained, which outputs it
+paid for (by hash, so a stale record cannot vouch for a new model), and which files hold the stage's metrics,
+plots and artifacts, so the publisher can log a stage without knowing what the stage did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import RecordError
+from pipeline.files import read_json, write_json
+
+SCHEMA_VERSION = "1"
+
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Method = Annotated[str, Field(pattern=r"^(measured:[a-z_]+|estimated:[a-z_]+|none)$")]
+
+
+class Methods(BaseModel):
+    """How each component's energy was obtained: `measured:rapl`, `estimated:cpu_load_x_tdp`, `none`, ..."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cpu: Method
+    gpu: Method
+    ram: Method
+
+    def is_measured(self) -> bool:
+        """True only when every component that drew energy was read from a sensor."""
+        return all(m.startswith("measured:") or m == "none" for m in (self.cpu, self.gpu, self.ram))
+
+    def summary(self) -> str:
+        """One word for tables: measured, estimated, or mixed."""
+        kinds = {m.split(":")[0] for m in (self.cpu, self.gpu, self.ram) if m != "none"}
+        return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "none"
+
+
+class Hardware(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cpu_model: str
+    cpu_count: int
+    gpu_model: str
+    gpu_count: int
+    ram_total_gb: NonNegative
+
+
+class EmissionRecord(BaseModel):
+    """What one stage execution cost, and what it produced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    record_id: str
+    stage: str
+    status: Literal["completed", "failed", "aborted"]
+    error: str | None = None
+    started_at: str
+    ended_at: str
+    duration_s: NonNegative
+    energy_kwh: NonNegative
+    cpu_energy_kwh: NonNegative
+    gpu_energy_kwh: NonNegative
+    ram_energy_kwh: NonNegative
+    co2_kg: NonNegative
+    carbon_intensity_g_per_kwh: NonNegative
+    intensity_source: str
+    country_iso_code: str | None
+    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+    tracking_mode: Literal["process", "machine"]
+    methods: Methods
+    hardware: Hardware
+    codecarbon_version: str
+    params: dict[str, Any] = {}
+    outputs: dict[str, str] = {}
+    metrics_files: list[str] = []
+    artifacts: list[str] = []
+    extra_metrics: dict[str, float] = {}
+
+    def figures(self) -> dict[str, float]:
+        """The record's numbers as metric names with units, plus readable-unit twins for the MLflow UI."""
+        return {
+            "duration_s": self.duration_s,
+            "energy_kwh": self.energy_kwh,
+            "cpu_energy_kwh": self.cpu_energy_kwh,
+            "gpu_energy_kwh": self.gpu_energy_kwh,
+            "ram_energy_kwh": self.ram_energy_kwh,
+            "co2_kg": self.co2_kg,
+            "energy_wh": self.energy_kwh * 1000,
+            "co2_g": self.co2_kg * 1000,
+            "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
+        }
+
+
+def file_md5(path: Path) -> str:
+    """The same digest DVC records for a file, so records and dvc.lock can be compared."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_record(path: Path, record: EmissionRecord) -> None:
+    write_json(path, record.model_dump(mode="json"))
+
+
+def load_record(path: Path) -> EmissionRecord:
+    """Read and validate a record; anything short of a complete, valid record is a RecordError naming the file."""
+    try:
+        raw = read_json(path)
+    except FileNotFoundError:
+        raise RecordError(f"{path}: emission record is missing (did the stage run?)") from None
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path}: emission record is unreadable or truncated ({exc})") from None
+    try:
+        record = EmissionRecord.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise RecordError(f"{path}: emission record is invalid at {where}: {first['msg']}") from None
+    if not all(math.isfinite(v) for v in record.figures().values()):
+        raise RecordError(f"{path}: emission record holds a non-finite figure")
+    return record

@@ -1,0 +1,161 @@
+"""The lifetime of one stage: measure it, and write its emission record however it ends.
+
+Every stage script wraps its work in `StageRun`; `carbon-budget track` does the same around a foreign
+command. The record is written on success, on error and on SIGTERM/SIGINT alike, so the energy a failed
+stage spent is never lost, and the outputs it paid for are hashed so the gate can tell whose cost it is.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from pipeline.config import Params
+from pipeline.energy import EnergyMeter, EnergyReading
+from pipeline.errors import PipelineError, StageInterrupted
+from pipeline.layout import record_path
+from pipeline.records import EmissionRecord, Hardware, Methods, file_md5, save_record
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def hash_outputs(paths: Iterable[Path]) -> dict[str, str]:
+    """md5 of every file among `paths` (directories expanded), keyed by its path as DVC writes it."""
+    digests: dict[str, str] = {}
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                digests[file.as_posix()] = file_md5(file)
+    return digests
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise StageInterrupted(f"stopped by {signal.Signals(signum).name}")
+
+
+def build_record(
+    stage: str,
+    reading: EnergyReading,
+    started_at: str,
+    status: str,
+    error: str | None,
+    params: dict[str, Any],
+    outputs: dict[str, str],
+    metrics_files: list[str],
+    artifacts: list[str],
+    extra_metrics: dict[str, float],
+) -> EmissionRecord:
+    """Assemble a record from a reading and what the stage produced."""
+    return EmissionRecord(
+        record_id=uuid.uuid4().hex,
+        stage=stage,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        started_at=started_at,
+        ended_at=_now(),
+        duration_s=reading.duration_s,
+        energy_kwh=reading.energy_kwh,
+        cpu_energy_kwh=reading.cpu_energy_kwh,
+        gpu_energy_kwh=reading.gpu_energy_kwh,
+        ram_energy_kwh=reading.ram_energy_kwh,
+        co2_kg=reading.co2_kg,
+        carbon_intensity_g_per_kwh=reading.carbon_intensity_g_per_kwh,
+        intensity_source=reading.intensity_source,
+        country_iso_code=reading.country_iso_code,
+        pue=reading.pue,
+        tracking_mode=reading.tracking_mode,  # type: ignore[arg-type]
+        methods=Methods(**reading.methods),
+        hardware=Hardware(**reading.hardware),
+        codecarbon_version=reading.codecarbon_version,
+        params=params,
+        outputs=outputs,
+        metrics_files=metrics_files,
+        artifacts=artifacts,
+        extra_metrics=extra_metrics,
+    )
+
+
+class StageRun:
+    """Context manager owning a stage's measurement and record.
+
+    `outputs` are hashed into the record; `metrics_files` and `artifacts` tell the MLflow publisher what to
+    log for this stage. Errors propagate after the record is written: the caller decides the exit code.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        params: Params,
+        sections: Iterable[str],
+        outputs: Iterable[Path] = (),
+        metrics_files: Iterable[Path] = (),
+        artifacts: Iterable[Path] = (),
+        record_file: Path | None = None,
+    ) -> None:
+        self.stage = stage
+        self._params = {name: params.section(name) for name in sections}
+        self._outputs = list(outputs)
+        self._metrics_files = [p.as_posix() for p in metrics_files]
+        self._artifacts = [p.as_posix() for p in artifacts]
+        self._record_file = record_file or record_path(stage)
+        self._meter = EnergyMeter(params.carbon, stage)
+        self._started_at = ""
+        self._previous_handlers: dict[int, Any] = {}
+        self.extra_metrics: dict[str, float] = {}
+        self.record: EmissionRecord | None = None
+
+    def __enter__(self) -> StageRun:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, _raise_interrupted)
+        self._started_at = _now()
+        self._meter.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            reading = self._meter.stop()
+        finally:
+            for signum, handler in self._previous_handlers.items():
+                signal.signal(signum, handler)
+        if exc is None:
+            status, error = "completed", None
+        elif isinstance(exc, StageInterrupted | KeyboardInterrupt):
+            status, error = "aborted", str(exc) or type(exc).__name__
+        else:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        self.record = build_record(
+            stage=self.stage,
+            reading=reading,
+            started_at=self._started_at,
+            status=status,
+            error=error,
+            params=self._params,
+            outputs=hash_outputs(self._outputs) if status == "completed" else {},
+            metrics_files=[p for p in self._metrics_files if Path(p).exists()],
+            artifacts=[p for p in self._artifacts if Path(p).exists()],
+            extra_metrics=self.extra_metrics,
+        )
+        save_record(self._record_file, self.record)
+
+
+def stage_main(main: Callable[[], None]) -> None:
+    """Run a stage's main(): a user-caused error becomes one message on stderr and exit code 1, not a traceback."""
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

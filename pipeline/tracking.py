@@ -1,0 +1,312 @@
+"""MLflow: one parent run per pipeline execution, one nested run per stage; the only module that imports mlflow.
+
+Local first, published once. Stages write only files; the gate writes an execution snapshot to
+.carbon-budget/outbox/<execution_id>/ (the records, their metric values and copies of their artifacts) before
+any MLflow call, then publishes it from one process with the stages' real start and end times. Paying
+MLflow's start-up (~2-3 s here) once per execution instead of once per stage is most of what keeps a cold
+`dvc repro` close to a plain script. A snapshot leaves the outbox only when MLflow holds all of it; if the
+server is down, `carbon-budget sync` replays it later. Every run is tagged with the id of what it logs, so a
+replay never logs anything twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import layout
+from pipeline.errors import PipelineError
+from pipeline.files import read_json, write_json
+from pipeline.records import EmissionRecord
+
+TAG_EXECUTION = "carbon_budget.execution_id"
+TAG_RECORD = "carbon_budget.record_id"
+SNAPSHOT_FILE = "snapshot.json"
+# A dead server otherwise costs minutes of retries per call; a user's own settings still win.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class PublishError(PipelineError):
+    """MLflow could not take the execution; the snapshot stays in the outbox for `carbon-budget sync`."""
+
+
+@dataclass(frozen=True)
+class Published:
+    execution_id: str
+    parent_run_id: str
+    experiment_id: str
+    new_runs: int
+    ui_url: str
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a team server); else the embedded sqlite store at the repo root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(layout.store_root() / 'mlflow.db').as_posix()}"
+
+
+def ui_url(uri: str, experiment_id: str) -> str:
+    """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+
+
+def _numbers(path: Path) -> dict[str, float]:
+    """Numeric leaves of a metrics JSON file, flattened with dots (nested per-class reports stay out)."""
+    flat: dict[str, Any] = {}
+    _flatten("", read_json(path), flat)
+    return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def write_snapshot(
+    experiment: str,
+    params: dict[str, Any],
+    verdict: dict[str, Any],
+    budgeted: list[EmissionRecord],
+    others: list[EmissionRecord],
+    work_dir: Path,
+) -> Path:
+    """Freeze everything one execution publishes, before MLflow is touched."""
+    execution_id = uuid.uuid4().hex
+    folder = work_dir / layout.OUTBOX_DIR / execution_id
+    entries = []
+    for record in [*budgeted, *others]:
+        metrics: dict[str, float] = {}
+        for metrics_file in record.metrics_files:
+            metrics.update(_numbers(work_dir / metrics_file))
+        copies = []
+        for artifact in record.artifacts:
+            target = folder / "artifacts" / record.record_id / Path(artifact).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(work_dir / artifact, target)
+            copies.append(target.relative_to(folder).as_posix())
+        entries.append({"record": record.model_dump(mode="json"), "metrics": metrics, "artifacts": copies})
+    flat_params: dict[str, Any] = {}
+    _flatten("", params, flat_params)
+    write_json(
+        folder / SNAPSHOT_FILE,
+        {
+            "execution_id": execution_id,
+            "experiment": experiment,
+            "git": {"commit": _git("rev-parse", "HEAD"), "branch": _git("rev-parse", "--abbrev-ref", "HEAD")},
+            "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+            "params": {k: str(v) for k, v in flat_params.items()},
+            "verdict": verdict,
+            "budgeted_stages": [r.stage for r in budgeted],
+            "entries": entries,
+        },
+    )
+    return folder
+
+
+def _ms(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp).timestamp() * 1000)
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of a sqlite store: two processes creating it at once corrupt it (alembic race)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _experiment_id(client: Any, name: str, uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None
+    if uri.startswith("sqlite:///"):
+        # fixed at creation; relative to the store, not to whatever directory the first run started in
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def _find_run(client: Any, experiment_id: str, tag: str, value: str) -> Any:
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
+    return runs[0] if runs else None
+
+
+def _metric_batch(values: dict[str, float], timestamp: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    return [Metric(key, value, timestamp, 0) for key, value in sorted(values.items())]
+
+
+def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[str, Any], folder: Path) -> None:
+    from mlflow.entities import Param, RunTag
+
+    record = EmissionRecord.model_validate(entry["record"])
+    run = client.create_run(
+        experiment_id,
+        start_time=_ms(record.started_at),
+        run_name=record.stage,
+        tags={
+            "mlflow.parentRunId": parent_id,
+            TAG_RECORD: record.record_id,
+            "carbon_budget.stage": record.stage,
+            "carbon_budget.measurement": record.methods.summary(),
+            "carbon_budget.method.cpu": record.methods.cpu,
+            "carbon_budget.method.gpu": record.methods.gpu,
+            "carbon_budget.method.ram": record.methods.ram,
+            "carbon_budget.tracking_mode": record.tracking_mode,
+            "carbon_budget.intensity_source": record.intensity_source,
+            "carbon_budget.hardware.cpu": record.hardware.cpu_model,
+            "carbon_budget.hardware.gpu": record.hardware.gpu_model or "none",
+        },
+    )
+    run_id = run.info.run_id
+    flat_params: dict[str, Any] = {}
+    _flatten("", record.params, flat_params)
+    flat_params["carbon.pue_applied"] = record.pue
+    metrics = {**entry["metrics"], **record.extra_metrics, **record.figures()}
+    client.log_batch(
+        run_id,
+        metrics=_metric_batch(metrics, _ms(record.ended_at)),
+        params=[Param(k, str(v)[:6000]) for k, v in sorted(flat_params.items())],
+        tags=[RunTag("carbon_budget.status", record.status)],
+    )
+    for artifact in entry["artifacts"]:
+        client.log_artifact(run_id, str(folder / artifact))
+    status = "FINISHED" if record.status == "completed" else "FAILED"
+    client.set_terminated(run_id, status=status, end_time=_ms(record.ended_at))
+
+
+def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
+    """The figures people compare across executions; the same keys every time so Compare lines up."""
+    verdict = snapshot["verdict"]
+    metrics = {
+        "energy_kwh": verdict["energy_kwh"],
+        "energy_wh": verdict["energy_kwh"] * 1000,
+        "co2_kg": verdict["co2_kg"],
+        "co2_g": verdict["co2_kg"] * 1000,
+        "duration_s": verdict["duration_s"],
+        "gate_passed": 1.0 if verdict["passed"] else 0.0,
+    }
+    for key in ("test_accuracy", "model_size_mb", "parameters"):
+        if isinstance(verdict.get(key), int | float):
+            metrics[key] = float(verdict[key])
+    if verdict["energy_kwh"] > 0 and "test_accuracy" in metrics:
+        metrics["accuracy_per_kwh"] = metrics["test_accuracy"] / verdict["energy_kwh"]
+    for stage, figures in verdict["stages"].items():
+        metrics[f"{stage}.energy_kwh"] = figures["energy_kwh"]
+        metrics[f"{stage}.energy_wh"] = figures["energy_kwh"] * 1000
+        metrics[f"{stage}.co2_g"] = figures["co2_kg"] * 1000
+        metrics[f"{stage}.duration_s"] = figures["duration_s"]
+    return metrics
+
+
+def publish(folder: Path, uri: str | None = None) -> Published:
+    """Log one snapshot to MLflow; safe to repeat (runs already there are found by tag and skipped)."""
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    uri = uri or tracking_uri()
+    snapshot = read_json(folder / SNAPSHOT_FILE)
+    try:
+        from mlflow import MlflowClient
+        from mlflow.entities import Param, RunTag
+
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            experiment_id = _experiment_id(client, snapshot["experiment"], uri)
+        execution_id = snapshot["execution_id"]
+        parent = _find_run(client, experiment_id, TAG_EXECUTION, execution_id)
+        new_runs = 0
+        entries = snapshot["entries"]
+        started = min(_ms(e["record"]["started_at"]) for e in entries)
+        ended = max(_ms(e["record"]["ended_at"]) for e in entries)
+        if parent is None:
+            verdict = "passed" if snapshot["verdict"]["passed"] else "failed"
+            name = snapshot["dvc_experiment"] or f"{snapshot['git']['branch'] or 'pipeline'}-{execution_id[:8]}"
+            parent = client.create_run(
+                experiment_id, start_time=started, run_name=name,
+                tags={TAG_EXECUTION: execution_id, "carbon_budget.verdict": verdict},
+            )
+            new_runs += 1
+        parent_id = parent.info.run_id
+        cached = []
+        for entry in entries:
+            if _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"]) is not None:
+                cached.append(entry["record"]["stage"])
+                continue
+            _publish_stage(client, experiment_id, parent_id, entry, folder)
+            new_runs += 1
+        verdict_doc = snapshot["verdict"]
+        tags = [
+            RunTag("carbon_budget.verdict", "passed" if verdict_doc["passed"] else "failed"),
+            RunTag("carbon_budget.measurement", str(verdict_doc["measurement"])),
+            RunTag("carbon_budget.cached_stages", ",".join(cached) or "none"),
+            RunTag("mlflow.source.git.commit", snapshot["git"]["commit"] or "unknown"),
+            RunTag("git.branch", snapshot["git"]["branch"] or "unknown"),
+        ]
+        if verdict_doc["failures"]:
+            tags.append(RunTag("carbon_budget.failures", "\n".join(verdict_doc["failures"])[:4900]))
+        client.log_batch(
+            parent_id,
+            metrics=_metric_batch(_parent_metrics(snapshot), ended),
+            params=[Param(k, v[:6000]) for k, v in sorted(snapshot["params"].items())],
+            tags=tags,
+        )
+        client.set_terminated(parent_id, status="FINISHED", end_time=ended)
+    except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
+        raise PublishError(f"MLflow at {_redact(uri)} did not take the runs ({type(exc).__name__}: {_redact(str(exc))[:300]})") from None
+    return Published(execution_id, parent_id, experiment_id, new_runs, ui_url(uri, experiment_id))
+
+
+def _redact(text: str) -> str:
+    """Credentials never reach a message: strip user:password@ from URLs and known secret values."""
+    import re
+
+    text = re.sub(r"(https?://)[^/@\s]+@", r"\1***@", text)
+    for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def pending(work_dir: Path) -> list[Path]:
+    """Snapshots not yet in MLflow, oldest first."""
+    outbox = work_dir / layout.OUTBOX_DIR
+    if not outbox.is_dir():
+        return []
+    folders = [p for p in outbox.iterdir() if (p / SNAPSHOT_FILE).is_file()]
+    return sorted(folders, key=lambda p: (p / SNAPSHOT_FILE).stat().st_mtime)
+
+
+def deliver(folder: Path, uri: str | None = None) -> Published:
+    """Publish a snapshot and drop it from the outbox once MLflow holds all of it."""
+    result = publish(folder, uri)
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
