@@ -108,7 +108,8 @@ def check(
             problems.append("test accuracy unknown: the evaluate stage's metrics are missing")
         else:
             lines.append(
-                BudgetLine("test accuracy", "budget.min_accuracy", "", budget.min_accuracy, accuracy,
-                           higher_is_better=True)
+                BudgetLine(
+                    "test accuracy", "budget.min_accuracy", "", budget.min_accuracy, accuracy, higher_is_better=True
+                )
             )
     return Verdict(lines, problems)

@@ -52,7 +52,9 @@ def gate(params_file: Path, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--tracking-uri", default=None, help="MLflow to deliver to (default: MLFLOW_TRACKING_URI, else ./mlflow.db).")
+@click.option(
+    "--tracking-uri", default=None, help="MLflow to deliver to (default: MLFLOW_TRACKING_URI, else ./mlflow.db)."
+)
 def sync(tracking_uri: str | None) -> None:
     """Publish executions that MLflow has not taken yet (kept in .carbon-budget/outbox/). Safe to repeat."""
     from pipeline import tracking

@@ -73,7 +73,7 @@ class ExportParams(_Section):
 class CarbonParams(_Section):
     country_iso_code: str = "USA"
     pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
-    measure_power_secs: PositiveFloat = 1.0
+    measure_power_secs: PositiveFloat = 5.0
     intensity_g_per_kwh: PositiveFloat | None = None
     tracking_mode: Literal["process", "machine"] = "process"
 

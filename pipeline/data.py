@@ -82,9 +82,7 @@ def _csv(path: Path, label_column: str) -> Dataset:
             try:
                 features[line - 2, col] = float(value)
             except ValueError:
-                raise DataError(
-                    f"{path}:{line}: feature {feature_names[col]!r} is not numeric ({value!r})"
-                ) from None
+                raise DataError(f"{path}:{line}: feature {feature_names[col]!r} is not numeric ({value!r})") from None
     return Dataset(features, np.array(labels), None)
 
 
@@ -160,8 +158,16 @@ def prepare(data: Dataset, params: DataParams) -> Splits:
         return ((data.features[rows] - mean) / std).astype(np.float32)
 
     return Splits(
-        scaled(train), y[train], scaled(val), y[val], scaled(test), y[test],
-        classes, mean, std, data.image_shape,
+        scaled(train),
+        y[train],
+        scaled(val),
+        y[val],
+        scaled(test),
+        y[test],
+        classes,
+        mean,
+        std,
+        data.image_shape,
     )
 
 
@@ -169,8 +175,14 @@ def save_splits(splits: Splits, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
-        x_train=splits.x_train, y_train=splits.y_train, x_val=splits.x_val, y_val=splits.y_val,
-        x_test=splits.x_test, y_test=splits.y_test, mean=splits.mean, std=splits.std,
+        x_train=splits.x_train,
+        y_train=splits.y_train,
+        x_val=splits.x_val,
+        y_val=splits.y_val,
+        x_test=splits.x_test,
+        y_test=splits.y_test,
+        mean=splits.mean,
+        std=splits.std,
         classes=np.array(splits.classes),
         image_shape=np.array(splits.image_shape or (), dtype=np.int64),
     )
@@ -181,8 +193,16 @@ def load_splits(path: Path) -> Splits:
         with np.load(path, allow_pickle=False) as a:
             shape = tuple(int(v) for v in a["image_shape"])
             return Splits(
-                a["x_train"], a["y_train"], a["x_val"], a["y_val"], a["x_test"], a["y_test"],
-                [str(c) for c in a["classes"]], a["mean"], a["std"], shape or None,
+                a["x_train"],
+                a["y_train"],
+                a["x_val"],
+                a["y_val"],
+                a["x_test"],
+                a["y_test"],
+                [str(c) for c in a["classes"]],
+                a["mean"],
+                a["std"],
+                shape or None,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"cannot read processed data {path} ({exc}); rerun the preprocess stage") from None

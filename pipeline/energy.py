@@ -10,8 +10,8 @@ instead of in every stage process:
 - the country lookup (all of codecarbon's reference data through pandas, ~0.5 s): the intensity comes from
   `pipeline.grid`, which reads the same figures, and is handed to the tracker.
 
-PUE is applied by codecarbon to every component. codecarbon swallows its own exceptions and then returns no data; that is raised here as MeasurementError,
-never reported as zero.
+PUE is applied by codecarbon to every component. codecarbon swallows its own exceptions and then returns
+no data; that is raised here as MeasurementError, never reported as zero.
 """
 
 from __future__ import annotations
@@ -72,9 +72,7 @@ def resolve_intensity(carbon: CarbonParams) -> Intensity:
         return Intensity(carbon.intensity_g_per_kwh, "params: carbon.intensity_g_per_kwh", carbon.country_iso_code)
     code = carbon.country_iso_code
     year = grid.country_data_year(code)
-    return Intensity(
-        grid.country_intensity_g_per_kwh(code), f"codecarbon energy mix {code} ({year})", code
-    )
+    return Intensity(grid.country_intensity_g_per_kwh(code), f"codecarbon energy mix {code} ({year})", code)
 
 
 def _cache_dir() -> Path:
@@ -168,7 +166,6 @@ class EnergyMeter:
             pue=self._carbon.pue,
             force_carbon_intensity_g_co2e_kwh=self._intensity.g_per_kwh,
             output_methods=[],
-            save_to_file=False,
             allow_multiple_runs=True,
             log_level=os.environ["CODECARBON_LOG_LEVEL"],
         )
@@ -207,4 +204,3 @@ class EnergyMeter:
             },
             codecarbon_version=self._version,
         )
-

@@ -120,8 +120,14 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "failures": verdict.failures(),
         "lines": [
             {
-                "name": line.name, "key": line.key, "unit": line.unit, "limit": line.limit,
-                "measured": line.measured, "headroom": line.headroom, "passed": line.passed, "method": line.method,
+                "name": line.name,
+                "key": line.key,
+                "unit": line.unit,
+                "limit": line.limit,
+                "measured": line.measured,
+                "headroom": line.headroom,
+                "passed": line.passed,
+                "method": line.method,
             }
             for line in verdict.lines
         ],
@@ -133,8 +139,12 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "parameters": evidence.parameters,
         "test_accuracy": evidence.accuracy,
         "stages": {
-            name: {"energy_kwh": r.energy_kwh, "co2_kg": r.co2_kg, "duration_s": r.duration_s,
-                   "measurement": r.methods.summary()}
+            name: {
+                "energy_kwh": r.energy_kwh,
+                "co2_kg": r.co2_kg,
+                "duration_s": r.duration_s,
+                "measurement": r.methods.summary(),
+            }
             for name, r in evidence.records.items()
         },
     }
@@ -152,8 +162,12 @@ def render(verdict: Verdict) -> str:
         table.add_column(column, justify="right" if column in ("limit", "measured", "headroom") else "left")
     for line in verdict.lines:
         table.add_row(
-            f"{line.name} ({line.key})", f"{line.limit:.4g} {line.unit}", f"{line.measured:.4g} {line.unit}",
-            f"{line.headroom:+.3g}", line.method or "-", "pass" if line.passed else "FAIL",
+            f"{line.name} ({line.key})",
+            f"{line.limit:.4g} {line.unit}",
+            f"{line.measured:.4g} {line.unit}",
+            f"{line.headroom:+.3g}",
+            line.method or "-",
+            "pass" if line.passed else "FAIL",
         )
     buffer = StringIO()
     console = Console(file=buffer, width=120, color_system=None)

@@ -56,7 +56,9 @@ class CNN(nn.Module):
         return self.head(self.features(x.reshape(-1, *self.image_shape)))
 
 
-def model_config(params: ModelParams, in_features: int, n_classes: int, image_shape: tuple[int, ...] | None) -> dict[str, Any]:
+def model_config(
+    params: ModelParams, in_features: int, n_classes: int, image_shape: tuple[int, ...] | None
+) -> dict[str, Any]:
     """Everything needed to rebuild the network, as plain data."""
     if params.arch == "cnn" and image_shape is None:
         side = math.isqrt(in_features)

@@ -45,8 +45,9 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) ->
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
             if count:
-                axes.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                          color="white" if count > limit else "black")
+                axes.text(
+                    j, i, str(count), ha="center", va="center", fontsize=7, color="white" if count > limit else "black"
+                )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -7,6 +7,7 @@ stage spent is never lost, and the outputs it paid for are hashed so the gate ca
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import uuid
@@ -150,12 +151,21 @@ class StageRun:
 
 
 def stage_main(main: Callable[[], None]) -> None:
-    """Run a stage's main(): a user-caused error becomes one message on stderr and exit code 1, not a traceback."""
+    """Run a stage's main(): a user-caused error becomes one message on stderr and exit code 1, not a traceback.
+
+    The process then ends with os._exit: every file the stage writes is already closed and renamed into
+    place, and the interpreter's teardown after importing torch costs ~0.45 s here (a fifth of a stage) while
+    doing nothing a stage needs.
+    """
+    code = 0
     try:
         main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -250,7 +250,9 @@ def publish(folder: Path, uri: str | None = None) -> Published:
             verdict = "passed" if snapshot["verdict"]["passed"] else "failed"
             name = snapshot["dvc_experiment"] or f"{snapshot['git']['branch'] or 'pipeline'}-{execution_id[:8]}"
             parent = client.create_run(
-                experiment_id, start_time=started, run_name=name,
+                experiment_id,
+                start_time=started,
+                run_name=name,
                 tags={TAG_EXECUTION: execution_id, "carbon_budget.verdict": verdict},
             )
             new_runs += 1
@@ -280,7 +282,9 @@ def publish(folder: Path, uri: str | None = None) -> Published:
         )
         client.set_terminated(parent_id, status="FINISHED", end_time=ended)
     except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
-        raise PublishError(f"MLflow at {_redact(uri)} did not take the runs ({type(exc).__name__}: {_redact(str(exc))[:300]})") from None
+        raise PublishError(
+            f"MLflow at {_redact(uri)} did not take the runs ({type(exc).__name__}: {_redact(str(exc))[:300]})"
+        ) from None
     return Published(execution_id, parent_id, experiment_id, new_runs, ui_url(uri, experiment_id))
 
 

@@ -11,8 +11,14 @@ from pipeline.stage import StageRun, stage_main
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
     outputs = [layout.EVALUATE_METRICS, layout.PER_CLASS_REPORT, layout.CONFUSION]
-    with StageRun("evaluate", params, ("carbon",), outputs=outputs, metrics_files=[layout.EVALUATE_METRICS],
-                  artifacts=[layout.CONFUSION_PNG, layout.PER_CLASS_REPORT]):
+    with StageRun(
+        "evaluate",
+        params,
+        ("carbon",),
+        outputs=outputs,
+        metrics_files=[layout.EVALUATE_METRICS],
+        artifacts=[layout.CONFUSION_PNG, layout.PER_CLASS_REPORT],
+    ):
         import torch
 
         from pipeline import plots
@@ -25,15 +31,22 @@ def main() -> None:
         with torch.no_grad():
             predicted = model(torch.from_numpy(splits.x_test)).argmax(1).numpy()
         report = classification_metrics(splits.y_test, predicted, splits.classes)
-        write_json(layout.EVALUATE_METRICS, {
-            "test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
-            "test_samples": len(splits.y_test),
-        })
+        write_json(
+            layout.EVALUATE_METRICS,
+            {
+                "test_accuracy": report["accuracy"],
+                "test_macro_f1": report["macro_f1"],
+                "test_samples": len(splits.y_test),
+            },
+        )
         write_json(layout.PER_CLASS_REPORT, report["per_class"])
-        write_csv(layout.CONFUSION, [
-            {"actual": splits.classes[a], "predicted": splits.classes[p]}
-            for a, p in zip(splits.y_test, predicted, strict=True)
-        ])
+        write_csv(
+            layout.CONFUSION,
+            [
+                {"actual": splits.classes[a], "predicted": splits.classes[p]}
+                for a, p in zip(splits.y_test, predicted, strict=True)
+            ],
+        )
         plots.confusion_matrix(report["confusion_matrix"], splits.classes, layout.CONFUSION_PNG)
 
 

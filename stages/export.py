@@ -10,8 +10,13 @@ from pipeline.stage import StageRun, stage_main
 
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
-    with StageRun("export", params, ("export", "carbon"), outputs=[layout.EXPORT_DIR, layout.EXPORT_METRICS],
-                  metrics_files=[layout.EXPORT_METRICS]):
+    with StageRun(
+        "export",
+        params,
+        ("export", "carbon"),
+        outputs=[layout.EXPORT_DIR, layout.EXPORT_METRICS],
+        metrics_files=[layout.EXPORT_METRICS],
+    ):
         from pipeline.export import FILE_NAMES, export_torchscript, size_mb
         from pipeline.models import count_parameters, load_model
 
@@ -22,10 +27,15 @@ def main() -> None:
             path = export_torchscript(model, layout.EXPORT_DIR / FILE_NAMES[fmt])
             artifacts[fmt] = {"path": path.as_posix(), "size_mb": size_mb(path)}
         deployed = artifacts[params.export.deploy]
-        write_json(layout.EXPORT_METRICS, {
-            "deploy": {"format": params.export.deploy, "parameters": parameters, **deployed},
-            "artifacts": artifacts, "model_size_mb": deployed["size_mb"], "parameters": parameters,
-        })
+        write_json(
+            layout.EXPORT_METRICS,
+            {
+                "deploy": {"format": params.export.deploy, "parameters": parameters, **deployed},
+                "artifacts": artifacts,
+                "model_size_mb": deployed["size_mb"],
+                "parameters": parameters,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -13,22 +13,25 @@ from pipeline.stage import StageRun, stage_main
 
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
-    with StageRun("gate", params, ("budget",), outputs=[layout.GATE_METRICS],
-                  metrics_files=[layout.GATE_METRICS]) as run:
+    with StageRun(
+        "gate", params, ("budget",), outputs=[layout.GATE_METRICS], metrics_files=[layout.GATE_METRICS]
+    ) as run:
         verdict, evidence = judge(params, Path.cwd())
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         print(render(verdict))
     assert run.record is not None
     all_params = {name: params.section(name) for name in type(params).model_fields}
-    folder = tracking.write_snapshot(params.mlflow.experiment, all_params, document,
-                                     list(evidence.records.values()), [run.record], Path.cwd())
+    folder = tracking.write_snapshot(
+        params.mlflow.experiment, all_params, document, list(evidence.records.values()), [run.record], Path.cwd()
+    )
     try:
         published = tracking.deliver(folder)
         print(f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}")
     except tracking.PublishError as exc:
-        print(f"warning: {exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back",
-              file=sys.stderr)
+        print(
+            f"warning: {exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back", file=sys.stderr
+        )
     if not verdict.passed:
         raise BudgetExceeded("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()))
 

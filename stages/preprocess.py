@@ -13,15 +13,21 @@ METRICS = Path("metrics/preprocess.json")
 
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
-    with StageRun("preprocess", params, ("data", "carbon"), outputs=[layout.PROCESSED_DATA, METRICS],
-                  metrics_files=[METRICS]):
+    with StageRun(
+        "preprocess", params, ("data", "carbon"), outputs=[layout.PROCESSED_DATA, METRICS], metrics_files=[METRICS]
+    ):
         splits = prepare(load_dataset(params.data, Path.cwd()), params.data)
         save_splits(splits, layout.PROCESSED_DATA)
-        write_json(METRICS, {
-            "train_samples": len(splits.y_train), "val_samples": len(splits.y_val),
-            "test_samples": len(splits.y_test), "features": int(splits.x_train.shape[1]),
-            "classes": len(splits.classes),
-        })
+        write_json(
+            METRICS,
+            {
+                "train_samples": len(splits.y_train),
+                "val_samples": len(splits.y_val),
+                "test_samples": len(splits.y_test),
+                "features": int(splits.x_train.shape[1]),
+                "classes": len(splits.classes),
+            },
+        )
 
 
 if __name__ == "__main__":

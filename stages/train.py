@@ -10,9 +10,14 @@ from pipeline.stage import StageRun, stage_main
 
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
-    with StageRun("train", params, ("model", "train", "carbon"),
-                  outputs=[layout.MODEL, layout.TRAINING_CURVES, layout.TRAIN_METRICS],
-                  metrics_files=[layout.TRAIN_METRICS], artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG]):
+    with StageRun(
+        "train",
+        params,
+        ("model", "train", "carbon"),
+        outputs=[layout.MODEL, layout.TRAINING_CURVES, layout.TRAIN_METRICS],
+        metrics_files=[layout.TRAIN_METRICS],
+        artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG],
+    ):
         # torch is imported inside the measured block: its import is part of what this stage costs.
         from pipeline import plots
         from pipeline.data import load_splits
@@ -26,10 +31,15 @@ def main() -> None:
         history = [epoch.as_row() for epoch in train_model(model, splits, params.train, device)]
         save_model(layout.MODEL, model, config)
         write_csv(layout.TRAINING_CURVES, history)
-        write_json(layout.TRAIN_METRICS, {
-            **{k: v for k, v in history[-1].items() if k != "epoch"},
-            "epochs_run": len(history), "parameters": count_parameters(model), "device": device.type,
-        })
+        write_json(
+            layout.TRAIN_METRICS,
+            {
+                **{k: v for k, v in history[-1].items() if k != "epoch"},
+                "epochs_run": len(history),
+                "parameters": count_parameters(model),
+                "device": device.type,
+            },
+        )
         plots.training_curves(history, layout.TRAINING_CURVES_PNG)
 
 

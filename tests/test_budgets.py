@@ -1,0 +1,93 @@
+"""The budget rules, on plain data."""
+
+from __future__ import annotations
+
+from pipeline.budgets import check, totals
+from pipeline.config import BudgetParams, StageBudget
+from pipeline.records import EmissionRecord, Hardware, Methods
+
+
+def record(
+    stage: str, energy_kwh: float, co2_kg: float = 1e-6, duration_s: float = 1.0, cpu: str = "estimated:cpu_load_x_tdp"
+) -> EmissionRecord:
+    return EmissionRecord(
+        record_id=f"id-{stage}",
+        stage=stage,
+        status="completed",
+        started_at="2026-01-01T00:00:00+00:00",
+        ended_at="2026-01-01T00:00:01+00:00",
+        duration_s=duration_s,
+        energy_kwh=energy_kwh,
+        cpu_energy_kwh=energy_kwh / 2,
+        gpu_energy_kwh=0.0,
+        ram_energy_kwh=energy_kwh / 2,
+        co2_kg=co2_kg,
+        carbon_intensity_g_per_kwh=400.0,
+        intensity_source="test",
+        country_iso_code="USA",
+        pue=1.0,
+        tracking_mode="process",
+        methods=Methods(cpu=cpu, gpu="none", ram="estimated:ram_rule"),
+        hardware=Hardware(cpu_model="cpu", cpu_count=2, gpu_model="", gpu_count=0, ram_total_gb=8.0),
+        codecarbon_version="3.3.2",
+    )
+
+
+BUDGET = BudgetParams(energy_kwh=1.0, co2_kg=1.0, model_size_mb=1.0, min_accuracy=0.9)
+
+
+def test_totals_count_every_stage() -> None:
+    records = {"a": record("a", 0.25), "b": record("b", 0.5)}
+    total = totals(records)
+    assert total.energy_kwh == 0.75
+    assert total.method == "estimated"
+
+
+def test_within_budget_passes() -> None:
+    verdict = check(BUDGET, {"a": record("a", 0.5)}, model_size_mb=0.5, accuracy=0.95, problems=[])
+    assert verdict.passed
+    assert not verdict.failures()
+
+
+def test_over_energy_budget_names_key_and_both_numbers() -> None:
+    verdict = check(BUDGET, {"a": record("a", 0.6), "b": record("b", 0.6)}, 0.5, 0.95, [])
+    assert not verdict.passed
+    (failure,) = verdict.failures()
+    assert "budget.energy_kwh" in failure and "1.2 kWh" in failure and "budget 1 kWh" in failure
+
+
+def test_accuracy_floor_and_size_limit() -> None:
+    verdict = check(BUDGET, {"a": record("a", 0.1)}, model_size_mb=2.0, accuracy=0.5, problems=[])
+    failures = "\n".join(verdict.failures())
+    assert "budget.model_size_mb" in failures and "budget.min_accuracy" in failures
+
+
+def test_missing_evidence_fails_closed() -> None:
+    verdict = check(BUDGET, {"a": record("a", 0.1)}, model_size_mb=None, accuracy=None, problems=[])
+    assert not verdict.passed
+    assert any("model size unknown" in f for f in verdict.failures())
+    assert any("accuracy unknown" in f for f in verdict.failures())
+
+
+def test_problems_alone_fail_the_verdict() -> None:
+    verdict = check(BUDGET, {}, 0.1, 0.99, problems=["metrics/emissions/train.json: missing"])
+    assert not verdict.passed
+
+
+def test_stage_budget() -> None:
+    budget = BudgetParams(
+        energy_kwh=1.0, co2_kg=1.0, model_size_mb=1.0, stages={"train": StageBudget(energy_kwh=0.1, duration_s=10.0)}
+    )
+    verdict = check(budget, {"train": record("train", 0.2)}, 0.1, None, [])
+    (failure,) = verdict.failures()
+    assert "budget.stages.train.energy_kwh" in failure
+
+
+def test_stage_budget_without_record_is_a_failure() -> None:
+    budget = BudgetParams(energy_kwh=1.0, co2_kg=1.0, model_size_mb=1.0, stages={"distill": StageBudget(energy_kwh=1)})
+    assert not check(budget, {}, 0.1, None, []).passed
+
+
+def test_mixed_methods_are_reported_as_mixed() -> None:
+    records = {"a": record("a", 0.1), "b": record("b", 0.1, cpu="measured:rapl")}
+    assert totals(records).method == "mixed"

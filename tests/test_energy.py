@@ -1,0 +1,79 @@
+"""The codecarbon adapter, with real codecarbon in offline mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import grid
+from pipeline.config import CarbonParams
+from pipeline.energy import EnergyMeter, resolve_intensity
+from pipeline.errors import MeasurementError
+
+PROBE = """
+import json, sys, time
+from pipeline.config import CarbonParams
+from pipeline.energy import EnergyMeter
+meter = EnergyMeter(CarbonParams(), "probe")
+meter.start()
+end = time.time() + 0.3
+while time.time() < end:
+    pass
+reading = meter.stop()
+print(json.dumps({"methods": reading.methods, "hardware": reading.hardware, "energy_kwh": reading.energy_kwh,
+                  "probed": "cpuinfo" in sys.modules}))
+"""
+
+
+def probe(cache: Path) -> dict[str, object]:
+    env = {**os.environ, "CARBON_BUDGET_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_measures_positive_energy_and_says_it_is_estimated_here() -> None:
+    meter = EnergyMeter(CarbonParams(), "unit")
+    meter.start()
+    end = time.time() + 0.3
+    while time.time() < end:
+        pass
+    reading = meter.stop()
+    assert reading.energy_kwh > 0
+    assert reading.energy_kwh == pytest.approx(
+        reading.cpu_energy_kwh + reading.gpu_energy_kwh + reading.ram_energy_kwh, rel=1e-6
+    )
+    assert reading.co2_kg == pytest.approx(reading.energy_kwh * reading.carbon_intensity_g_per_kwh / 1000, rel=1e-6)
+    assert set(reading.methods) == {"cpu", "gpu", "ram"}
+    assert all(m.startswith(("measured:", "estimated:")) or m == "none" for m in reading.methods.values())
+    if not Path("/sys/class/powercap/intel-rapl").exists():
+        assert reading.methods["cpu"].startswith("estimated:")
+    assert reading.country_iso_code == "USA"
+
+
+def test_hardware_plan_is_probed_once_per_machine_with_the_same_result(tmp_path: Path) -> None:
+    first = probe(tmp_path)
+    second = probe(tmp_path)
+    assert first["probed"] is True  # the first process ran codecarbon's own hardware probe
+    assert second["probed"] is False  # the second reused its plan instead of probing again
+    assert first["methods"] == second["methods"]
+    assert first["hardware"] == second["hardware"]
+    assert list(tmp_path.glob("hardware-plan-*.json"))
+
+
+def test_intensity_override_and_country_figure() -> None:
+    assert resolve_intensity(CarbonParams(intensity_g_per_kwh=42.0)).g_per_kwh == 42.0
+    france = resolve_intensity(CarbonParams(country_iso_code="FRA"))
+    assert france.g_per_kwh == grid.country_intensity_g_per_kwh("FRA") < 100
+    assert "FRA" in france.source
+
+
+def test_stop_without_start_is_an_error_not_zero() -> None:
+    with pytest.raises(MeasurementError):
+        EnergyMeter(CarbonParams(), "never").stop()

@@ -1,0 +1,58 @@
+"""dvc.yaml, pipeline/layout.py and the repository agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pipeline import layout
+from pipeline.gate import GATE_STAGE, budgeted_stages
+
+ROOT = Path(__file__).resolve().parent.parent
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def declared(stage: str) -> set[str]:
+    paths: set[str] = set()
+    for kind in ("outs", "metrics", "plots"):
+        for entry in DVC[stage].get(kind, []):
+            paths.add(entry if isinstance(entry, str) else next(iter(entry)))
+    return paths
+
+
+def test_stages_in_order() -> None:
+    assert list(DVC) == ["preprocess", "train", "evaluate", "export", "gate"]
+
+
+def test_every_stage_writes_its_record_and_the_gate_reads_them_all() -> None:
+    for stage in DVC:
+        assert layout.record_path(stage).as_posix() in declared(stage)
+        assert f"stages/{stage}.py" in DVC[stage]["deps"]
+    assert budgeted_stages(ROOT / "dvc.yaml") == [s for s in DVC if s != GATE_STAGE]
+
+
+def test_layout_paths_are_declared() -> None:
+    every = set().union(*(declared(s) for s in DVC))
+    for path in (
+        layout.PROCESSED_DATA,
+        layout.MODEL,
+        layout.EXPORT_DIR,
+        layout.TRAIN_METRICS,
+        layout.EVALUATE_METRICS,
+        layout.EXPORT_METRICS,
+        layout.GATE_METRICS,
+        layout.TRAINING_CURVES,
+        layout.CONFUSION,
+        layout.CONFUSION_PNG,
+        layout.TRAINING_CURVES_PNG,
+        layout.PER_CLASS_REPORT,
+    ):
+        assert path.as_posix() in every, path
+
+
+def test_records_are_not_cached_so_git_keeps_them_for_base_comparisons() -> None:
+    for stage in DVC:
+        for entry in DVC[stage]["outs"]:
+            if isinstance(entry, dict) and next(iter(entry)).startswith("metrics/"):
+                assert next(iter(entry.values())) == {"cache": False}

@@ -1,0 +1,98 @@
+"""End to end: real `dvc repro` in a temporary git repo, real codecarbon, real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import edit_params, run
+
+pytestmark = pytest.mark.integration
+
+PRODUCING = ("preprocess", "train", "evaluate", "export")
+
+
+def mlflow_runs(db: Path) -> tuple[list[str], list[str], set[str]]:
+    """(parent run ids, child run ids, metric keys logged on children) straight from the store."""
+    with sqlite3.connect(db) as con:
+        runs = [r[0] for r in con.execute("select run_uuid from runs")]
+        children = [r[0] for r in con.execute("select run_uuid from tags where key = 'mlflow.parentRunId'")]
+        child_keys = {
+            r[0]
+            for r in con.execute(
+                "select distinct m.key from metrics m join tags t on t.run_uuid = m.run_uuid"
+                " where t.key = 'mlflow.parentRunId'"
+            )
+        }
+    return [r for r in runs if r not in children], children, child_keys
+
+
+def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) -> None:
+    first = run(["dvc", "repro"], project, tool_env)
+    assert "gate: PASSED" in first.stdout
+
+    for stage in (*PRODUCING, "gate"):
+        record = json.loads((project / f"metrics/emissions/{stage}.json").read_text())
+        assert record["status"] == "completed"
+        assert record["energy_kwh"] > 0, stage
+        assert record["methods"]["cpu"].startswith(("estimated:", "measured:"))
+    assert (project / "models/model.pt").is_file()
+    assert (project / "models/export/model.torchscript.pt").is_file()
+    evaluate = json.loads((project / "metrics/evaluate.json").read_text())
+    assert 0.5 < evaluate["test_accuracy"] <= 1
+    gate = json.loads((project / "metrics/gate.json").read_text())
+    assert gate["passed"] is True and gate["energy_kwh"] > 0
+
+    parents, children, child_keys = mlflow_runs(project / "mlflow.db")
+    assert len(parents) == 1 and len(children) == 5
+    assert {"energy_kwh", "co2_kg", "energy_wh", "duration_s", "test_accuracy"} <= child_keys
+    assert not (project / ".carbon-budget/outbox").exists() or not any((project / ".carbon-budget/outbox").iterdir())
+
+    # Nothing changed: nothing reruns, nothing new is logged.
+    second = run(["dvc", "repro"], project, tool_env)
+    assert "Running stage" not in second.stdout
+    assert len(mlflow_runs(project / "mlflow.db")[0]) == 1
+
+    # The CLI gate agrees with the stage, from files alone.
+    assert "PASSED" in run(["carbon-budget", "gate"], project, tool_env).stdout
+
+    # A budget below the measured figure fails `dvc repro`, naming the budget and both numbers.
+    edit_params(project, budget={"energy_kwh": 1e-12})
+    failed = run(["dvc", "repro"], project, tool_env, check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "budget.energy_kwh" in output and "kWh > budget 1e-12 kWh" in output
+    assert "Traceback" not in output
+    parents, _, _ = mlflow_runs(project / "mlflow.db")
+    assert len(parents) == 2  # the failed verdict is in MLflow too, with only the gate as a new child
+
+
+def test_gate_fails_closed_on_a_broken_or_stale_record(project: Path, tool_env: dict[str, str]) -> None:
+    run(["dvc", "repro"], project, tool_env)
+    record = project / "metrics/emissions/train.json"
+    original = record.read_text()
+
+    record.write_text(original[: len(original) // 2])
+    broken = run(["carbon-budget", "gate"], project, tool_env, check=False)
+    assert broken.returncode == 1 and "train.json" in broken.stderr and "truncated" in broken.stderr
+
+    record.unlink()
+    missing = run(["carbon-budget", "gate"], project, tool_env, check=False)
+    assert missing.returncode == 1 and "missing" in missing.stderr
+
+    record.write_text(original)
+    (project / "models/model.pt").write_bytes(b"not the model that was measured")
+    stale = run(["carbon-budget", "gate"], project, tool_env, check=False)
+    assert stale.returncode == 1 and "stale record" in stale.stderr and "models/model.pt" in stale.stderr
+
+
+def test_failing_stage_still_writes_its_record(project: Path, tool_env: dict[str, str]) -> None:
+    edit_params(project, data={"source": "csv", "path": "missing.csv"})
+    failed = run(["dvc", "repro", "preprocess"], project, tool_env, check=False)
+    assert failed.returncode != 0
+    assert "cannot read data.path" in failed.stderr and "Traceback" not in failed.stderr
+    record = json.loads((project / "metrics/emissions/preprocess.json").read_text())
+    assert record["status"] == "failed" and record["energy_kwh"] >= 0
