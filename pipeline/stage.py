@@ -17,11 +17,13 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from pipeline import worker
 from pipeline.config import Params
 from pipeline.energy import EnergyMeter, EnergyReading
 from pipeline.errors import PipelineError, StageInterrupted
 from pipeline.layout import record_path
 from pipeline.records import EmissionRecord, Hardware, Methods, file_md5, save_record
+from pipeline.tracking import tracking_uri
 
 
 def _now() -> str:
@@ -106,6 +108,7 @@ class StageRun:
         self._params = {name: params.section(name) for name in sections}
         self._outputs = list(outputs)
         self._metrics_files = [p.as_posix() for p in metrics_files]
+        # artifacts may be drawn later (the gate draws the PNGs): the snapshot takes those that exist then
         self._artifacts = [p.as_posix() for p in artifacts]
         self._record_file = record_file or record_path(stage)
         self._meter = EnergyMeter(params.carbon, stage)
@@ -119,6 +122,7 @@ class StageRun:
             self._previous_handlers[signum] = signal.signal(signum, _raise_interrupted)
         self._started_at = _now()
         self._meter.start()
+        worker.ensure_running(tracking_uri())
         return self
 
     def __exit__(
@@ -144,7 +148,7 @@ class StageRun:
             params=self._params,
             outputs=hash_outputs(self._outputs) if status == "completed" else {},
             metrics_files=[p for p in self._metrics_files if Path(p).exists()],
-            artifacts=[p for p in self._artifacts if Path(p).exists()],
+            artifacts=self._artifacts,
             extra_metrics=self.extra_metrics,
         )
         save_record(self._record_file, self.record)

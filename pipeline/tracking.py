@@ -11,6 +11,7 @@ replay never logs anything twice.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -88,6 +89,7 @@ def write_snapshot(
     budgeted: list[EmissionRecord],
     others: list[EmissionRecord],
     work_dir: Path,
+    execution_artifacts: list[Path],
 ) -> Path:
     """Freeze everything one execution publishes, before MLflow is touched."""
     execution_id = uuid.uuid4().hex
@@ -98,12 +100,18 @@ def write_snapshot(
         for metrics_file in record.metrics_files:
             metrics.update(_numbers(work_dir / metrics_file))
         copies = []
-        for artifact in record.artifacts:
+        for artifact in (a for a in record.artifacts if (work_dir / a).is_file()):
             target = folder / "artifacts" / record.record_id / Path(artifact).name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work_dir / artifact, target)
             copies.append(target.relative_to(folder).as_posix())
         entries.append({"record": record.model_dump(mode="json"), "metrics": metrics, "artifacts": copies})
+    parent_copies = []
+    for artifact in (a for a in execution_artifacts if (work_dir / a).is_file()):
+        target = folder / "artifacts" / "execution" / artifact.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work_dir / artifact, target)
+        parent_copies.append(target.relative_to(folder).as_posix())
     flat_params: dict[str, Any] = {}
     _flatten("", params, flat_params)
     write_json(
@@ -117,6 +125,7 @@ def write_snapshot(
             "verdict": verdict,
             "budgeted_stages": [r.stage for r in budgeted],
             "entries": entries,
+            "artifacts": parent_copies,
         },
     )
     return folder
@@ -227,18 +236,33 @@ def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def publish(folder: Path, uri: str | None = None) -> Published:
-    """Log one snapshot to MLflow; safe to repeat (runs already there are found by tag and skipped)."""
+def _client(uri: str) -> Any:
+    """An MLflow client whose store exists and is migrated: creation is serialised for sqlite stores."""
     for name, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    from mlflow import MlflowClient
+
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates and migrates a new sqlite store, under the lock
+    return client
+
+
+def warm_up(uri: str) -> None:
+    """Pay MLflow's import and store opening now (the background worker calls this while stages run)."""
+    with contextlib.suppress(Exception):
+        _client(uri)
+
+
+def publish(folder: Path, uri: str | None = None) -> Published:
+    """Log one snapshot to MLflow; safe to repeat (runs already there are found by tag and skipped)."""
     uri = uri or tracking_uri()
     snapshot = read_json(folder / SNAPSHOT_FILE)
     try:
-        from mlflow import MlflowClient
         from mlflow.entities import Param, RunTag
 
+        client = _client(uri)
         with _store_lock(uri):
-            client = MlflowClient(tracking_uri=uri)
             experiment_id = _experiment_id(client, snapshot["experiment"], uri)
         execution_id = snapshot["execution_id"]
         parent = _find_run(client, experiment_id, TAG_EXECUTION, execution_id)
@@ -280,6 +304,8 @@ def publish(folder: Path, uri: str | None = None) -> Published:
             params=[Param(k, v[:6000]) for k, v in sorted(snapshot["params"].items())],
             tags=tags,
         )
+        for artifact in snapshot.get("artifacts", []):
+            client.log_artifact(parent_id, str(folder / artifact))
         client.set_terminated(parent_id, status="FINISHED", end_time=ended)
     except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
         raise PublishError(
@@ -310,7 +336,17 @@ def pending(work_dir: Path) -> list[Path]:
 
 
 def deliver(folder: Path, uri: str | None = None) -> Published:
-    """Publish a snapshot and drop it from the outbox once MLflow holds all of it."""
-    result = publish(folder, uri)
+    """Publish a snapshot (in the warm background worker when one answers) and drop it from the outbox once
+    MLflow holds all of it."""
+    from pipeline import worker
+
+    uri = uri or tracking_uri()
+    answer = worker.call(uri, "publish", folder=str(folder.resolve()), uri=uri)
+    if answer is None:
+        result = publish(folder, uri)
+    elif not answer["ok"]:
+        raise PublishError(str(answer["error"]))
+    else:
+        result = Published(**answer["result"])
     shutil.rmtree(folder, ignore_errors=True)
     return result

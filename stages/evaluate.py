@@ -21,7 +21,6 @@ def main() -> None:
     ):
         import torch
 
-        from pipeline import plots
         from pipeline.data import load_splits
         from pipeline.evaluation import classification_metrics
         from pipeline.models import load_model
@@ -47,7 +46,6 @@ def main() -> None:
                 for a, p in zip(splits.y_test, predicted, strict=True)
             ],
         )
-        plots.confusion_matrix(report["confusion_matrix"], splits.classes, layout.CONFUSION_PNG)
 
 
 if __name__ == "__main__":

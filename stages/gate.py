@@ -1,32 +1,44 @@
-"""DVC stage: check every stage's record against the budgets, publish the execution to MLflow, fail if over."""
+"""DVC stage: check every stage's record against the budgets, draw the execution's pictures, publish it to
+MLflow, and fail when over budget."""
 
 import sys
 from pathlib import Path
 
-from pipeline import layout, tracking
+from pipeline import layout, plots, tracking, worker
 from pipeline.config import PARAMS_FILE, load_params
 from pipeline.errors import BudgetExceeded
 from pipeline.files import write_json
 from pipeline.gate import judge, render, verdict_document
 from pipeline.stage import StageRun, stage_main
 
+PICTURES = [layout.TRAINING_CURVES_PNG, layout.CONFUSION_PNG, layout.ENERGY_PNG]
+
 
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
+    work_dir = Path.cwd()
+    uri = tracking.tracking_uri()
     with StageRun(
-        "gate", params, ("budget",), outputs=[layout.GATE_METRICS], metrics_files=[layout.GATE_METRICS]
+        "gate", params, ("budget",), outputs=[layout.GATE_METRICS, *PICTURES], metrics_files=[layout.GATE_METRICS]
     ) as run:
-        verdict, evidence = judge(params, Path.cwd())
+        verdict, evidence = judge(params, work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         print(render(verdict))
+        worker.run_or_local(uri, "plots", plots.draw_execution, work_dir=str(work_dir))
     assert run.record is not None
     all_params = {name: params.section(name) for name in type(params).model_fields}
     folder = tracking.write_snapshot(
-        params.mlflow.experiment, all_params, document, list(evidence.records.values()), [run.record], Path.cwd()
+        params.mlflow.experiment,
+        all_params,
+        document,
+        list(evidence.records.values()),
+        [run.record],
+        work_dir,
+        [layout.ENERGY_PNG],
     )
     try:
-        published = tracking.deliver(folder)
+        published = tracking.deliver(folder, uri)
         print(f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}")
     except tracking.PublishError as exc:
         print(

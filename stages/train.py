@@ -19,7 +19,6 @@ def main() -> None:
         artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG],
     ):
         # torch is imported inside the measured block: its import is part of what this stage costs.
-        from pipeline import plots
         from pipeline.data import load_splits
         from pipeline.models import build_model, count_parameters, model_config, save_model
         from pipeline.training import pick_device, train_model
@@ -40,7 +39,6 @@ def main() -> None:
                 "device": device.type,
             },
         )
-        plots.training_curves(history, layout.TRAINING_CURVES_PNG)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,19 @@ def edit_params(repo: Path, **sections: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_workers_started_by_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Background workers idle out by themselves after minutes; tests stop the ones they started at once."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "pipeline.worker" in cmdline and any(base in part for part in cmdline):
+            process.terminate()
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One hardware-plan cache for the whole session, as one machine would have."""

@@ -1,0 +1,197 @@
+"""A short-lived local worker that pays the gate's start-up costs while the other stages run.
+
+The gate's own work takes milliseconds, but publishing to MLflow needs `import mlflow` and an open store
+(2-3 s of one core here) and drawing the execution's pictures needs matplotlib (~0.6 s). The first measured
+stage of an execution starts this process in the background, where the machine's other core is mostly idle
+while a stage imports torch. It listens on a unix socket before importing anything, warms up, then runs the
+jobs the gate hands it (`plots`, `publish`) and exits after IDLE_S without a request.
+
+It is only an optimisation: when no worker answers, the gate runs the same job functions in its own process,
+with the same result. CARBON_BUDGET_WORKER=off turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+IDLE_S = 300.0
+REPLY_TIMEOUT_S = 600.0
+DISABLE_ENV = "CARBON_BUDGET_WORKER"
+
+
+def _code_version() -> str:
+    """Changes whenever this package's code does, so a worker left by older code is never asked a job."""
+    package = Path(__file__).parent
+    stamps = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in package.glob("*.py"))
+    return f"{sys.executable}|{stamps}"
+
+
+def socket_path(uri: str) -> Path:
+    """One worker per user, tracking store and code version; unix socket paths must stay short, hence the
+    digest."""
+    digest = hashlib.sha256(f"{uri}|{_code_version()}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"carbon-budget-{os.getuid()}-{digest}.sock"
+
+
+def enabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "on").lower() not in ("off", "0", "false")
+
+
+def _connect(path: Path, timeout: float) -> socket.socket | None:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(timeout)
+    try:
+        client.connect(str(path))
+    except OSError:
+        client.close()
+        return None
+    return client
+
+
+def ensure_running(uri: str) -> None:
+    """Start a worker for `uri` unless one already listens. Never raises: it only saves time."""
+    if not enabled():
+        return
+    path = socket_path(uri)
+    alive = _connect(path, timeout=0.2)
+    if alive is not None:
+        alive.close()
+        return
+    with contextlib.suppress(OSError), path.with_suffix(".log").open("ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.worker", uri],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def call(uri: str, job: str, /, **arguments: Any) -> dict[str, Any] | None:
+    """Run `job` in the worker for `uri`; None when no worker answers (the caller runs the job itself).
+
+    A reply is {"ok": true, "result": ...} or {"ok": false, "error": "..."} for a job that failed.
+    """
+    if not enabled():
+        return None
+    client = _connect(socket_path(uri), timeout=1.0)
+    if client is None:
+        return None
+    with client:
+        try:
+            client.settimeout(REPLY_TIMEOUT_S)
+            client.sendall(json.dumps({"job": job, "arguments": arguments}).encode() + b"\n")
+            reply = client.makefile("rb").readline()
+        except OSError:
+            return None
+    if not reply:
+        return None  # the worker died mid-job; every job is safe to run again
+    answer: dict[str, Any] = json.loads(reply)
+    return answer
+
+
+def run_or_local(uri: str, job: str, local: Any, /, **arguments: Any) -> Any:
+    """The job's result from the warm worker; `local(**arguments)` when none answers or the job failed there
+    (so a real error surfaces with its own traceback, from this process)."""
+    answer = call(uri, job, **arguments)
+    if answer is not None and answer["ok"]:
+        return answer["result"]
+    return local(**arguments)
+
+
+def _jobs() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from pipeline import plots, tracking
+
+    def publish(folder: str, uri: str) -> dict[str, Any]:
+        return asdict(tracking.publish(Path(folder), uri))
+
+    return {"publish": publish, "plots": plots.draw_execution}
+
+
+def serve(uri: str) -> None:
+    """Listen first, warm up second, then run jobs on request until idle."""
+    path = socket_path(uri)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if path.exists() and _connect(path, timeout=0.2) is None:
+            path.unlink()  # left by a worker that died
+        server.bind(str(path))
+    except OSError:
+        return  # another worker won the race for this store
+    server.listen(16)
+    try:
+        from pipeline import plots, tracking
+
+        started = time.monotonic()
+        plots.warm_up()
+        tracking.warm_up(uri)
+        jobs = _jobs()
+        store = _store_identity(uri)
+        _log(f"worker for {uri} warm in {time.monotonic() - started:.2f} s")
+        server.settimeout(IDLE_S)
+        while True:
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                return
+            with connection:
+                if _store_identity(uri) != store:
+                    return  # the store was deleted or replaced under us: callers fall back and publish themselves
+                _answer(connection, jobs)
+    finally:
+        server.close()
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _store_identity(uri: str) -> tuple[int, int] | None:
+    """(device, inode) of a sqlite store: an open connection to a deleted file would write into the void."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    try:
+        info = os.stat(uri.removeprefix("sqlite:///"))
+    except OSError:
+        return (0, 0)
+    return (info.st_dev, info.st_ino)
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
+    from pipeline.errors import PipelineError
+
+    connection.settimeout(30)
+    started = time.monotonic()
+    request: dict[str, Any] = {}
+    line = connection.makefile("rb").readline()
+    if not line:
+        return  # a liveness probe from ensure_running
+    try:
+        request = json.loads(line)
+        answer: dict[str, Any] = {"ok": True, "result": jobs[request["job"]](**request["arguments"])}
+    except PipelineError as exc:
+        answer = {"ok": False, "error": str(exc)}
+    except Exception as exc:  # a job's unexpected failure must not kill the worker: report it and carry on
+        answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    _log(f"job {request.get('job')} {'ok' if answer['ok'] else 'failed'} in {time.monotonic() - started:.2f} s")
+    with contextlib.suppress(OSError):
+        connection.sendall(json.dumps(answer).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
