@@ -74,3 +74,46 @@ def sync(tracking_uri: str | None) -> None:
     if failed:
         click.echo(f"{failed} of {len(folders)} executions still pending", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--base", "base_ref", default=None, help="Git ref to compare with (e.g. origin/main).")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the report here too.")
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Path) -> None:
+    """What this revision costs (energy, CO2, model size, accuracy), against BASE and against its budgets.
+
+    Exits 0 even when over budget: the gate decides; the report explains. With GITHUB_STEP_SUMMARY set, the
+    markdown is appended to the job summary.
+    """
+    import os
+
+    from pipeline import report as reporting
+    from pipeline.config import load_params
+    from pipeline.gate import budgeted_stages, judge
+
+    root = Path.cwd()
+    try:
+        verdict, _ = judge(load_params(params_file), root)
+        stages = budgeted_stages(root / "dvc.yaml")
+        current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
+        base, commit = None, None
+        if base_ref:
+            reader, commit = reporting.git_reader(root, base_ref)
+            base = reporting.load_side(base_ref, reader, stages)
+    except PipelineError as exc:
+        _fail(exc)
+        return
+    document = reporting.compare(current, base, verdict, commit)
+    markdown = reporting.render_markdown(document)
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n" if fmt == "json" else markdown
+    click.echo(text, nl=False)
+    if output is not None:
+        from pipeline.files import write_text_atomic
+
+        write_text_atomic(output, text)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(markdown)

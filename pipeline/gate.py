@@ -176,3 +176,25 @@ def render(verdict: Verdict) -> str:
         console.print(f"FAIL {problem}", highlight=False, markup=False)
     console.print("gate: " + ("PASSED" if verdict.passed else "FAILED"), highlight=False)
     return buffer.getvalue()
+
+
+def plot_rows(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """DVC plot data: energy per stage (bars), and one point of accuracy against energy per revision, so
+    `dvc plots diff main <exp>...` overlays experiments."""
+    per_stage = [
+        {
+            "stage": name,
+            "energy_wh": figures["energy_kwh"] * 1000,
+            "co2_g": figures["co2_kg"] * 1000,
+            "measurement": figures["measurement"],
+        }
+        for name, figures in document["stages"].items()
+    ]
+    efficiency = [
+        {
+            "energy_wh": document["energy_kwh"] * 1000,
+            "test_accuracy": document["test_accuracy"],
+            "model_size_mb": document["model_size_mb"],
+        }
+    ]
+    return per_stage, efficiency

@@ -24,6 +24,8 @@ TRAINING_CURVES_PNG = Path("plots/training_curves.png")
 CONFUSION = Path("plots/confusion.csv")
 CONFUSION_PNG = Path("plots/confusion_matrix.png")
 ENERGY_PNG = Path("plots/energy_per_stage.png")
+ENERGY_PER_STAGE = Path("plots/energy_per_stage.csv")
+EFFICIENCY = Path("plots/efficiency.csv")
 STATE_DIR = Path(".carbon-budget")
 OUTBOX_DIR = STATE_DIR / "outbox"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from pipeline import layout, plots, tracking, worker
 from pipeline.config import PARAMS_FILE, load_params
 from pipeline.errors import BudgetExceeded
-from pipeline.files import write_json
-from pipeline.gate import judge, render, verdict_document
+from pipeline.files import write_csv, write_json
+from pipeline.gate import judge, plot_rows, render, verdict_document
 from pipeline.stage import StageRun, stage_main
 
 PICTURES = [layout.TRAINING_CURVES_PNG, layout.CONFUSION_PNG, layout.ENERGY_PNG]
@@ -24,6 +24,9 @@ def main() -> None:
         verdict, evidence = judge(params, work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
+        per_stage, efficiency = plot_rows(document)
+        write_csv(layout.ENERGY_PER_STAGE, per_stage)
+        write_csv(layout.EFFICIENCY, efficiency)
         print(render(verdict))
         worker.run_or_local(uri, "plots", plots.draw_execution, work_dir=str(work_dir))
     assert run.record is not None

@@ -1,0 +1,336 @@
+"""The pull-request answer: what this change costs against its base, and whether it stays within budget.
+
+`compare` is a pure function over two `Side`s (the work tree and a git ref, read the same way) and the
+gate's verdict; `render_markdown` turns its result into the comment people read. Budget changes get lines of
+their own: raising your own budget must be visible in review.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import layout
+from pipeline.budgets import Verdict
+from pipeline.errors import PipelineError
+
+Reader = Callable[[str], str | None]
+# Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
+_LOWER_IS_STRICTER = ("energy_kwh", "co2_kg", "model_size_mb", "duration_s")
+
+
+@dataclass(frozen=True)
+class Side:
+    """What one revision says: its params, each stage's record, and the model's figures."""
+
+    label: str
+    params: dict[str, Any]
+    records: dict[str, dict[str, Any]]
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+
+    def total(self, key: str) -> float | None:
+        values = [r.get(key) for r in self.records.values()]
+        numbers = [v for v in values if isinstance(v, int | float)]
+        return sum(numbers) if numbers else None
+
+    def figure(self, name: str) -> float | None:
+        value = {
+            "energy_kwh": self.total("energy_kwh"),
+            "co2_kg": self.total("co2_kg"),
+            "duration_s": self.total("duration_s"),
+            "model_size_mb": self.export.get("model_size_mb"),
+            "parameters": self.export.get("parameters"),
+            "test_accuracy": self.evaluate.get("test_accuracy"),
+        }.get(name)
+        if name == "accuracy_per_kwh":
+            accuracy, energy = self.figure("test_accuracy"), self.figure("energy_kwh")
+            value = accuracy / energy if accuracy is not None and energy else None
+        return float(value) if isinstance(value, int | float) else None
+
+
+def work_tree_reader(root: Path) -> Reader:
+    def read(path: str) -> str | None:
+        try:
+            return (root / path).read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    return read
+
+
+def git_reader(root: Path, ref: str) -> tuple[Reader, str]:
+    """Read files as committed at `ref`; raises PipelineError when git does not know the ref."""
+    resolved = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=root, capture_output=True, text=True
+    )
+    if resolved.returncode != 0:
+        raise PipelineError(f"git does not know the base {ref!r} (fetch it first, e.g. `git fetch origin main`)")
+    commit = resolved.stdout.strip()
+
+    def read(path: str) -> str | None:
+        shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True)
+        return shown.stdout if shown.returncode == 0 else None
+
+    return read, commit
+
+
+def _json(read: Reader, path: str) -> dict[str, Any]:
+    text = read(path)
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def load_side(label: str, read: Reader, stages: list[str]) -> Side:
+    text = read("params.yaml")
+    try:
+        params = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError:
+        params = {}
+    records = {s: r for s in stages if (r := _json(read, layout.record_path(s).as_posix()))}
+    return Side(
+        label,
+        params if isinstance(params, dict) else {},
+        records,
+        _json(read, layout.EVALUATE_METRICS.as_posix()),
+        _json(read, layout.EXPORT_METRICS.as_posix()),
+    )
+
+
+def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flat(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _delta(current: float | None, base: float | None) -> dict[str, float | None]:
+    if current is None or base is None:
+        return {"current": current, "base": base, "delta": None, "delta_pct": None}
+    pct = (current - base) / base * 100 if base else None
+    return {"current": current, "base": base, "delta": current - base, "delta_pct": pct}
+
+
+def budget_changes(current: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every budget.* value added, removed, raised or lowered; `loosened` marks the ones that relax a limit."""
+    now = _flat("budget", current.get("budget") or {}, {})
+    before = _flat("budget", base.get("budget") or {}, {})
+    changes = []
+    for key in sorted(set(now) | set(before)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if new is None and old is not None:
+            kind, loosened = "removed", True
+        elif old is None:
+            kind, loosened = "added", False
+        elif isinstance(old, int | float) and isinstance(new, int | float):
+            kind = "raised" if new > old else "lowered"
+            loosened = (kind == "raised") == key.endswith(_LOWER_IS_STRICTER)
+        else:
+            kind, loosened = "changed", True
+        changes.append({"key": key, "change": kind, "base": old, "current": new, "loosened": loosened})
+    return changes
+
+
+def params_changes(current: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Like `dvc params diff`: every non-budget key whose value differs."""
+    now, before = _flat("", current, {}), _flat("", base, {})
+    return [
+        {"key": key, "base": before.get(key), "current": now.get(key)}
+        for key in sorted(set(now) | set(before))
+        if not key.startswith("budget.") and before.get(key) != now.get(key)
+    ]
+
+
+FIGURES = ("energy_kwh", "co2_kg", "duration_s", "model_size_mb", "parameters", "test_accuracy", "accuracy_per_kwh")
+BUDGET_OF = {
+    "energy_kwh": "energy_kwh",
+    "co2_kg": "co2_kg",
+    "model_size_mb": "model_size_mb",
+    "test_accuracy": "min_accuracy",
+}
+
+
+def compare(current: Side, base: Side | None, verdict: Verdict, base_commit: str | None = None) -> dict[str, Any]:
+    """The whole report as plain data: the JSON output, and what the markdown is drawn from."""
+    base_records = base.records if base else {}
+    budgets = current.params.get("budget") or {}
+    stages = []
+    for name, record in current.records.items():
+        before = base_records.get(name)
+        stages.append(
+            {
+                "stage": name,
+                "measurement": _measurement(record),
+                **{
+                    key: _delta(record.get(key), before.get(key) if before else None)
+                    for key in ("duration_s", "energy_kwh", "co2_kg")
+                },
+            }
+        )
+    totals = {}
+    for name in FIGURES:
+        entry = _delta(current.figure(name), base.figure(name) if base else None)
+        if name in BUDGET_OF and isinstance(budgets.get(BUDGET_OF[name]), int | float):
+            entry["budget"] = budgets[BUDGET_OF[name]]
+        totals[name] = entry
+    return {
+        "verdict": {"passed": verdict.passed, "failures": verdict.failures()},
+        "base": None
+        if base is None
+        else {
+            "ref": base.label,
+            "commit": base_commit,
+            "has_records": bool(base.records),
+        },
+        "stages": stages,
+        "totals": totals,
+        "measurement": _measurement_of_all(current.records),
+        "budget_changes": budget_changes(current.params, base.params) if base else [],
+        "params_changes": params_changes(current.params, base.params) if base else [],
+    }
+
+
+def _measurement(record: dict[str, Any]) -> str:
+    methods = record.get("methods") or {}
+    kinds = {str(m).split(":")[0] for m in methods.values() if m != "none"}
+    return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "unknown"
+
+
+def _measurement_of_all(records: dict[str, dict[str, Any]]) -> str:
+    kinds = {_measurement(r) for r in records.values()}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+# ---- readable units -------------------------------------------------------------------------------------
+
+
+def energy(kwh: float | None) -> str:
+    if kwh is None:
+        return "–"
+    if abs(kwh) >= 1:
+        return f"{kwh:.3g} kWh"
+    if abs(kwh) >= 1e-3:
+        return f"{kwh * 1e3:.3g} Wh"
+    return f"{kwh * 1e6:.3g} mWh"
+
+
+def mass(kg: float | None) -> str:
+    if kg is None:
+        return "–"
+    if abs(kg) >= 1:
+        return f"{kg:.3g} kg"
+    if abs(kg) >= 1e-3:
+        return f"{kg * 1e3:.3g} g"
+    return f"{kg * 1e6:.3g} mg"
+
+
+def size(mb: float | None) -> str:
+    if mb is None:
+        return "–"
+    return f"{mb:.3g} MB" if abs(mb) >= 1 else f"{mb * 1e3:.3g} KB"
+
+
+FORMATS: dict[str, Callable[[float | None], str]] = {
+    "energy_kwh": energy,
+    "co2_kg": mass,
+    "model_size_mb": size,
+    "duration_s": lambda v: "–" if v is None else f"{v:.2f} s",
+    "parameters": lambda v: "–" if v is None else f"{v:,.0f}",
+    "test_accuracy": lambda v: "–" if v is None else f"{v:.2%}",
+    "accuracy_per_kwh": lambda v: "–" if v is None else f"{v:,.0f} /kWh",
+}
+LABELS = {
+    "energy_kwh": "energy",
+    "co2_kg": "CO2-eq",
+    "duration_s": "duration",
+    "model_size_mb": "model size",
+    "parameters": "parameters",
+    "test_accuracy": "test accuracy",
+    "accuracy_per_kwh": "accuracy per kWh",
+}
+
+
+def _change(entry: dict[str, Any], fmt: Callable[[float | None], str]) -> str:
+    if entry["delta"] is None:
+        return "new" if entry["base"] is None and entry["current"] is not None else "–"
+    if fmt is FORMATS["test_accuracy"]:
+        return f"{entry['delta'] * 100:+.2f} pp"
+    pct = entry["delta_pct"]
+    sign = "+" if entry["delta"] >= 0 else "−"
+    text = f"{sign}{fmt(abs(entry['delta']))}"
+    return text + (f" ({pct:+.1f}%)" if pct is not None and math.isfinite(pct) else "")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    verdict = report["verdict"]
+    lines = ["<!-- carbon-budget-report -->"]
+    if verdict["passed"]:
+        lines.append("## ✅ Carbon budget: within budget")
+    else:
+        lines.append("## ❌ Carbon budget: over budget")
+        lines += [f"- {failure}" for failure in verdict["failures"]]
+    base = report["base"]
+    if base is None:
+        lines.append("\n_No base given: figures of this revision only._")
+    elif not base["has_records"]:
+        lines.append(
+            f"\n_Base `{base['ref']}` has no emission records yet (first run of the pipeline there): no comparison._"
+        )
+    else:
+        lines.append(f"\nCompared with base `{base['ref']}` (`{(base['commit'] or '')[:10]}`).")
+    raised = [c for c in report["budget_changes"] if c["loosened"]]
+    if report["budget_changes"]:
+        lines.append("\n### Budget changes")
+        for change in report["budget_changes"]:
+            mark = "⚠️ " if change["loosened"] else ""
+            lines.append(
+                f"- {mark}**{change['key']} {change['change']}** {change['base']} → {change['current']} in this change"
+            )
+        if raised:
+            lines.append("\n_This change relaxes its own budget: reviewers, please confirm it is intended._")
+    lines.append(f"\n### Totals ({report['measurement']})\n")
+    lines.append("| figure | this change | base | change | budget |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for name, entry in report["totals"].items():
+        fmt = FORMATS[name]
+        budget = fmt(entry["budget"]) if "budget" in entry else ""
+        if name == "test_accuracy" and budget:
+            budget = f"≥ {budget}"
+        lines.append(
+            f"| {LABELS[name]} | {fmt(entry['current'])} | {fmt(entry['base'])} | {_change(entry, fmt)} | {budget} |"
+        )
+    lines.append("\n### Per stage\n")
+    lines.append("| stage | duration | Δ | energy | Δ | CO2-eq | Δ | how |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    for stage in report["stages"]:
+        cells = []
+        for key in ("duration_s", "energy_kwh", "co2_kg"):
+            entry, fmt = stage[key], FORMATS[key]
+            cells += [fmt(entry["current"]), _change(entry, fmt)]
+        lines.append(f"| {stage['stage']} | {' | '.join(cells)} | {stage['measurement']} |")
+    if report["params_changes"]:
+        lines.append("\n### Params changed\n")
+        lines.append("| key | base | this change |")
+        lines.append("|---|---|---|")
+        lines += [f"| {c['key']} | {c['base']} | {c['current']} |" for c in report["params_changes"]]
+    lines.append(
+        "\n<sub>Energy is estimated where no RAPL/NVML sensor exists (CPU load × TDP, RAM rule of thumb);"
+        " the `how` column says which.</sub>"
+    )
+    return "\n".join(lines) + "\n"

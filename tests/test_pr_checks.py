@@ -1,0 +1,109 @@
+"""Pull-request checks: the report against a base commit, the workflow file, queued experiments."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, ROOT, edit_params, run
+
+WORKFLOW = ROOT / ".github/workflows/carbon-budget.yml"
+
+
+def commit_all(repo: Path, env: dict[str, str], message: str) -> str:
+    run(["git", "add", "-A"], repo, env)
+    generated = [p for p in ("metrics", "plots", "dvc.lock") if (repo / p).exists()]
+    run(["git", "add", "-f", *generated], repo, env)
+    run(["git", "commit", "-qm", message], repo, env)
+    return run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+
+
+@pytest.mark.integration
+def test_report_against_base_shows_deltas_and_the_raised_budget(project: Path, tool_env: dict[str, str]) -> None:
+    run(["dvc", "repro"], project, tool_env)
+    base = commit_all(project, tool_env, "base")
+    edit_params(project, train={"epochs": 5}, budget={"energy_kwh": 0.005})
+    run(["dvc", "repro"], project, tool_env)
+
+    summary = project / "summary.md"
+    env = {**tool_env, "GITHUB_STEP_SUMMARY": str(summary)}
+    markdown = run(["carbon-budget", "report", "--base", base], project, env).stdout
+    assert markdown.splitlines()[1].startswith("## ✅ Carbon budget: within budget")
+    assert "budget.energy_kwh raised** 0.0005 → 0.005 in this change" in markdown
+    assert "| train.epochs | 3 | 5 |" in markdown
+    assert "| train |" in markdown and "%)" in markdown
+    assert summary.read_text() == markdown
+
+    document = json.loads(run(["carbon-budget", "report", "--base", base, "--format", "json"], project, env).stdout)
+    train = next(s for s in document["stages"] if s["stage"] == "train")
+    record = json.loads((project / "metrics/emissions/train.json").read_text())
+    assert train["energy_kwh"]["current"] == record["energy_kwh"]
+    assert document["budget_changes"][0]["key"] == "budget.energy_kwh"
+    assert document["verdict"]["passed"] is True
+
+
+@pytest.mark.integration
+def test_first_pull_request_base_without_records(project: Path, tool_env: dict[str, str]) -> None:
+    shutil.rmtree(project / "metrics")
+    base = commit_all(project, tool_env, "a base that never ran the pipeline")
+    run(["dvc", "repro"], project, tool_env)
+    out = run(["carbon-budget", "report", "--base", base], project, tool_env).stdout
+    assert "has no emission records yet" in out
+    unknown = run(["carbon-budget", "report", "--base", "no-such-branch"], project, tool_env, check=False)
+    assert unknown.returncode == 1 and "git does not know the base" in unknown.stderr
+
+
+def test_workflow_validates_against_the_github_schema() -> None:
+    run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)], ROOT)
+
+
+def test_workflow_has_no_medium_or_high_zizmor_finding() -> None:
+    result = run(
+        [str(BIN / "zizmor"), "--offline", "--min-severity", "medium", "--format", "json", str(WORKFLOW)],
+        ROOT,
+        check=False,
+    )
+    assert json.loads(result.stdout or "[]") == [], result.stdout
+    assert result.returncode == 0, result.stderr
+
+
+def test_workflow_reports_before_failing_and_pins_actions() -> None:
+    text = WORKFLOW.read_text()
+    assert "carbon-budget report --base" in text and "continue-on-error: true" in text
+    assert text.index("Post or update the report comment") < text.index("Fail when the gate failed")
+    for line in text.splitlines():
+        if "uses:" in line:
+            assert "@" in line and len(line.split("@")[1].split()[0]) == 40, line
+
+
+@pytest.mark.integration
+def test_queued_experiments_land_in_one_store(project: Path, tool_env: dict[str, str]) -> None:
+    for epochs in (2, 4):
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], project, tool_env)
+    with (project.parent / "queue.log").open("w") as log:  # dvc queue start blocks while its output is a pipe
+        run_queue = __import__("subprocess").run(
+            ["dvc", "queue", "start", "-j", "2"], cwd=project, env=tool_env, stdout=log, stderr=log
+        )
+    assert run_queue.returncode == 0
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], project, tool_env).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    with sqlite3.connect(project / "mlflow.db") as con:
+        parents = con.execute(
+            "select r.name from runs r where not exists"
+            " (select 1 from tags t where t.run_uuid = r.run_uuid and t.key = 'mlflow.parentRunId')"
+        ).fetchall()
+        energy = con.execute("select count(*) from metrics where key = 'energy_kwh'").fetchone()[0]
+    assert len(parents) == 2 and energy >= 2 * 6
+    shown = run(["dvc", "exp", "show", "--no-pager", "--json"], project, tool_env).stdout
+    assert "energy_kwh" in shown and "co2_kg" in shown and "model_size_mb" in shown and "test_accuracy" in shown
