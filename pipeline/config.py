@@ -55,6 +55,15 @@ class TrainParams(_Section):
     lr: PositiveFloat = 1e-3
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    patience: Annotated[int, Field(gt=0)] | None = None
+    min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class ForecastParams(_Section):
+    warmup_epochs: Annotated[int, Field(gt=0)] = 1
+    on_overrun: Literal["abort", "warn"] = "abort"
+    sample_every_s: PositiveFloat = 1.0
+    min_window_s: PositiveFloat = 1.0
 
 
 class ExportParams(_Section):
@@ -114,6 +123,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    forecast: ForecastParams = ForecastParams()
     export: ExportParams = ExportParams()
     carbon: CarbonParams = CarbonParams()
     budget: BudgetParams

@@ -172,6 +172,23 @@ class EnergyMeter:
         self._tracker.start()
         _save_plans(self._version)
 
+    @property
+    def intensity_g_per_kwh(self) -> float:
+        return self._intensity.g_per_kwh
+
+    def sample_kwh(self) -> float:
+        """Energy so far, measured now. codecarbon's flush() returns CO2 only; with the intensity forced by us,
+        energy is exactly CO2 / intensity."""
+        co2_kg = self._tracker.flush() if self._tracker is not None else None
+        if co2_kg is None:
+            raise MeasurementError(f"{self._label}: codecarbon returned no measurement while running")
+        if self._intensity.g_per_kwh > 0:
+            return float(co2_kg) / (self._intensity.g_per_kwh / 1000)
+        total = getattr(getattr(self._tracker, "_total_energy", None), "kWh", None)  # a zero-carbon grid
+        if total is None:
+            raise MeasurementError(f"{self._label}: cannot read energy so far on a grid of 0 g/kWh")
+        return float(total)
+
     def stop(self) -> EnergyReading:
         if self._tracker is None:
             raise MeasurementError(f"{self._label}: the energy tracker was never started")

@@ -29,5 +29,13 @@ class BudgetExceeded(PipelineError):
     """At least one budget was exceeded; the message lists every failing line."""
 
 
-class StageInterrupted(PipelineError):
+class StageAborted(PipelineError):
+    """The stage stopped on purpose before finishing; its record says `aborted`, with the energy spent."""
+
+
+class StageInterrupted(StageAborted):
     """The stage received SIGTERM or SIGINT; raised so the record of the energy spent so far is still written."""
+
+
+class ForecastOverrun(StageAborted):
+    """Training was stopped because its energy forecast exceeds what the budget leaves for it."""

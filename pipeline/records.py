@@ -80,6 +80,7 @@ class EmissionRecord(BaseModel):
     metrics_files: list[str] = []
     artifacts: list[str] = []
     extra_metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
 
     def figures(self) -> dict[str, float]:
         """The record's numbers as metric names with units, plus readable-unit twins for the MLflow UI."""
@@ -93,7 +94,15 @@ class EmissionRecord(BaseModel):
             "energy_wh": self.energy_kwh * 1000,
             "co2_g": self.co2_kg * 1000,
             "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
+            **self._forecast_error(),
         }
+
+    def _forecast_error(self) -> dict[str, float]:
+        """How far a forecast made during the stage was from what the stage really cost."""
+        forecast = self.extra_metrics.get("forecast_energy_kwh")
+        if forecast is None or self.energy_kwh <= 0:
+            return {}
+        return {"forecast_error_pct": (forecast - self.energy_kwh) / self.energy_kwh * 100}
 
 
 def file_md5(path: Path) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from pipeline import worker
 from pipeline.config import Params
 from pipeline.energy import EnergyMeter, EnergyReading
-from pipeline.errors import PipelineError, StageInterrupted
+from pipeline.errors import PipelineError, StageAborted, StageInterrupted
 from pipeline.layout import record_path
 from pipeline.records import EmissionRecord, Hardware, Methods, file_md5, save_record
 from pipeline.tracking import tracking_uri
@@ -56,6 +56,7 @@ def build_record(
     metrics_files: list[str],
     artifacts: list[str],
     extra_metrics: dict[str, float],
+    tags: dict[str, str],
 ) -> EmissionRecord:
     """Assemble a record from a reading and what the stage produced."""
     return EmissionRecord(
@@ -84,6 +85,7 @@ def build_record(
         metrics_files=metrics_files,
         artifacts=artifacts,
         extra_metrics=extra_metrics,
+        tags=tags,
     )
 
 
@@ -115,6 +117,7 @@ class StageRun:
         self._started_at = ""
         self._previous_handlers: dict[int, Any] = {}
         self.extra_metrics: dict[str, float] = {}
+        self.tags: dict[str, str] = {}
         self.record: EmissionRecord | None = None
 
     def __enter__(self) -> StageRun:
@@ -124,6 +127,14 @@ class StageRun:
         self._meter.start()
         worker.ensure_running(tracking_uri())
         return self
+
+    @property
+    def intensity_g_per_kwh(self) -> float:
+        return self._meter.intensity_g_per_kwh
+
+    def energy_kwh(self) -> float:
+        """Energy the stage has cost so far (a fresh reading), for forecasts made while it runs."""
+        return self._meter.sample_kwh()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -135,7 +146,7 @@ class StageRun:
                 signal.signal(signum, handler)
         if exc is None:
             status, error = "completed", None
-        elif isinstance(exc, StageInterrupted | KeyboardInterrupt):
+        elif isinstance(exc, StageAborted | KeyboardInterrupt):
             status, error = "aborted", str(exc) or type(exc).__name__
         else:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -150,6 +161,7 @@ class StageRun:
             metrics_files=[p for p in self._metrics_files if Path(p).exists()],
             artifacts=self._artifacts,
             extra_metrics=self.extra_metrics,
+            tags=self.tags,
         )
         save_record(self._record_file, self.record)
 

@@ -204,7 +204,10 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
         run_id,
         metrics=_metric_batch(metrics, _ms(record.ended_at)),
         params=[Param(k, str(v)[:6000]) for k, v in sorted(flat_params.items())],
-        tags=[RunTag("carbon_budget.status", record.status)],
+        tags=[
+            RunTag("carbon_budget.status", record.status),
+            *(RunTag(f"carbon_budget.{k}", v) for k, v in sorted(record.tags.items())),
+        ],
     )
     for artifact in entry["artifacts"]:
         client.log_artifact(run_id, str(folder / artifact))

@@ -47,14 +47,23 @@ def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, f
     return loss, accuracy
 
 
+@dataclass(frozen=True)
+class TrainingResult:
+    history: list[EpochResult]
+    stopped_by: str  # "completed", "early_stopping", or the reason `on_epoch` gave
+
+
 def train_model(
     model: nn.Module,
     splits: Splits,
     params: TrainParams,
     device: torch.device,
-    on_epoch: Callable[[EpochResult], bool] | None = None,
-) -> list[EpochResult]:
-    """Train for `params.epochs`; `on_epoch` may return False to stop early (the caller records why)."""
+    on_epoch: Callable[[EpochResult], str | None] | None = None,
+) -> TrainingResult:
+    """Train for `params.epochs`, with a progress bar on a terminal (none in CI logs).
+
+    Early stopping on validation loss (`params.patience`) and a stop asked by `on_epoch` (which returns a
+    reason, e.g. a budget forecast) are distinct, and the result says which."""
     seed_everything(params.seed)
     model.to(device)
     x_train = torch.from_numpy(splits.x_train).to(device)
@@ -64,7 +73,8 @@ def train_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     generator = torch.Generator().manual_seed(params.seed)
     history: list[EpochResult] = []
-    progress = tqdm(range(1, params.epochs + 1), desc="train", unit="epoch", leave=False)
+    best_loss, stale_epochs, stopped_by = float("inf"), 0, "completed"
+    progress = tqdm(range(1, params.epochs + 1), desc="train", unit="epoch", leave=False, disable=None)
     for epoch in progress:
         model.train()
         order = torch.randperm(len(x_train), generator=generator).to(device)
@@ -79,8 +89,17 @@ def train_model(
         result = EpochResult(epoch, train_loss, train_accuracy, val_loss, val_accuracy)
         history.append(result)
         progress.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
-        if on_epoch is not None and not on_epoch(result):
+        reason = on_epoch(result) if on_epoch is not None else None
+        if reason is not None:
+            stopped_by = reason
+            break
+        if val_loss < best_loss - params.min_delta:
+            best_loss, stale_epochs = val_loss, 0
+        else:
+            stale_epochs += 1
+        if params.patience is not None and stale_epochs >= params.patience:
+            stopped_by = "early_stopping"
             break
     progress.close()
     model.to("cpu")
-    return history
+    return TrainingResult(history, stopped_by)

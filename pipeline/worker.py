@@ -132,6 +132,8 @@ def serve(uri: str) -> None:
     except OSError:
         return  # another worker won the race for this store
     server.listen(16)
+    with contextlib.suppress(OSError):
+        os.nice(15)  # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
     try:
         from pipeline import plots, tracking
 

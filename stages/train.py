@@ -1,15 +1,33 @@
-"""DVC stage: train the classifier named in params and save it with the config needed to rebuild it."""
+"""DVC stage: train the classifier named in params, forecasting its energy and stopping before it blows the budget."""
 
+import sys
 from pathlib import Path
 
 from pipeline import layout
 from pipeline.config import PARAMS_FILE, load_params
+from pipeline.errors import ForecastOverrun, RecordError
 from pipeline.files import write_csv, write_json
+from pipeline.forecast import Forecaster, training_budget_kwh
+from pipeline.records import load_record
 from pipeline.stage import StageRun, stage_main
+
+
+def spent_before_kwh() -> float:
+    """What preprocess cost; without its record the total budget is all there is to go by."""
+    try:
+        return load_record(layout.record_path("preprocess")).energy_kwh
+    except RecordError:
+        return 0.0
 
 
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
+    # budget and forecast are not DVC params of this stage: they decide whether training may go on, not what
+    # the model is, so changing a budget never retrains a model that already fits it.
+    stage_budget = params.budget.stages.get("train")
+    budget_kwh = training_budget_kwh(
+        stage_budget.energy_kwh if stage_budget else None, params.budget.energy_kwh, spent_before_kwh()
+    )
     with StageRun(
         "train",
         params,
@@ -17,18 +35,45 @@ def main() -> None:
         outputs=[layout.MODEL, layout.TRAINING_CURVES, layout.TRAIN_METRICS],
         metrics_files=[layout.TRAIN_METRICS],
         artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG],
-    ):
+    ) as run:
         # torch is imported inside the measured block: its import is part of what this stage costs.
         from pipeline.data import load_splits
         from pipeline.models import build_model, count_parameters, model_config, save_model
-        from pipeline.training import pick_device, train_model
+        from pipeline.training import EpochResult, pick_device, train_model
 
         splits = load_splits(layout.PROCESSED_DATA)
         device = pick_device(params.train.device)
         config = model_config(params.model, splits.x_train.shape[1], len(splits.classes), splits.image_shape)
         model = build_model(config)
-        history = [epoch.as_row() for epoch in train_model(model, splits, params.train, device)]
-        save_model(layout.MODEL, model, config)
+        forecaster = Forecaster(
+            params.train.epochs,
+            params.forecast.warmup_epochs,
+            budget_kwh,
+            run.intensity_g_per_kwh,
+            params.forecast.sample_every_s,
+            params.forecast.min_window_s,
+        )
+
+        def check_forecast(epoch: EpochResult) -> str | None:
+            forecast = forecaster.observe(epoch.epoch, run.energy_kwh)
+            if forecast is None or not forecast.over_budget:
+                return None
+            if params.forecast.on_overrun == "abort":
+                return "budget_forecast"
+            if forecaster.warn_once():
+                print(f"warning: train: {forecast.message()}; continuing (forecast.on_overrun: warn)", file=sys.stderr)
+            return None
+
+        result = train_model(model, splits, params.train, device, on_epoch=check_forecast)
+        history = [epoch.as_row() for epoch in result.history]
+        if forecaster.first is not None:
+            run.extra_metrics.update(
+                forecast_energy_kwh=forecaster.first.energy_kwh,
+                forecast_co2_kg=forecaster.first.co2_kg,
+                forecast_after_epoch=forecaster.first.epoch,
+            )
+        run.extra_metrics.update(epochs_run=len(history), training_budget_kwh=budget_kwh)
+        run.tags.update(stopped_by=result.stopped_by, forecast_policy=params.forecast.on_overrun)
         write_csv(layout.TRAINING_CURVES, history)
         write_json(
             layout.TRAIN_METRICS,
@@ -37,8 +82,18 @@ def main() -> None:
                 "epochs_run": len(history),
                 "parameters": count_parameters(model),
                 "device": device.type,
+                "stopped_by": result.stopped_by,
+                **run.extra_metrics,
             },
         )
+        if result.stopped_by == "budget_forecast":
+            assert forecaster.latest is not None
+            raise ForecastOverrun(
+                f"train: {forecaster.latest.message()} (params.yaml "
+                f"{'budget.stages.train.energy_kwh' if stage_budget else 'budget.energy_kwh'};"
+                " forecast.on_overrun: abort)"
+            )
+        save_model(layout.MODEL, model, config)
 
 
 if __name__ == "__main__":

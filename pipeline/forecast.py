@@ -1,0 +1,105 @@
+"""Forecast a training run's energy from its first epochs, and say when it will not fit its budget.
+
+carbontracker extrapolates linearly after the first epoch and can only ask a person to stop. Here: epochs
+up to `warmup_epochs` are left out of the rate (they carry one-time costs: imports, allocator warm-up); after
+each later epoch the forecast is
+
+    forecast = spent so far + mean energy per post-warm-up epoch x epochs still to run
+
+where "spent so far" is everything the stage has cost since it started (so fixed costs are counted exactly,
+not extrapolated). CO2 follows from the intensity the stage is charged. Pure logic, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Forecast:
+    epoch: int
+    spent_kwh: float
+    energy_kwh: float
+    co2_kg: float
+    budget_kwh: float | None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget_kwh is not None and self.energy_kwh > self.budget_kwh
+
+    def message(self) -> str:
+        saved = self.energy_kwh - self.spent_kwh
+        return (
+            f"forecast {self.energy_kwh:.3g} kWh for the whole training run > budget {self.budget_kwh:.3g} kWh"
+            f" (after epoch {self.epoch}, {self.spent_kwh:.3g} kWh spent); stopping now saves ~{saved:.3g} kWh"
+        )
+
+
+class Forecaster:
+    """Call `observe` at the end of every epoch with a way to read the stage's cumulative energy.
+
+    Reading the meter costs a few milliseconds, a lot next to a 30 ms epoch, so it is read when it matters: at
+    the end of warm-up, then once at least `min_window_s` of training has passed since (the first forecast:
+    a shorter window would let the 10 ms granularity of the OS's CPU clock skew the rate), then at most every
+    `sample_every_s` seconds. The rate only needs two readings, so skipping epochs loses no accuracy.
+    """
+
+    def __init__(
+        self,
+        total_epochs: int,
+        warmup_epochs: int,
+        budget_kwh: float | None,
+        intensity_g_per_kwh: float,
+        sample_every_s: float = 1.0,
+        min_window_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._total = total_epochs
+        self._warmup = warmup_epochs
+        self._budget = budget_kwh
+        self._kg_per_kwh = intensity_g_per_kwh / 1000
+        self._every = sample_every_s
+        self._window = min_window_s
+        self._clock = clock
+        self._last_sample = -float("inf")
+        self._at_warmup_end: float | None = None
+        self._warmup_epoch = 0
+        self._warned = False
+        self.first: Forecast | None = None
+        self.latest: Forecast | None = None
+
+    def warn_once(self) -> bool:
+        """True the first time only, so a `warn` policy prints one warning, not one per epoch."""
+        first, self._warned = not self._warned, True
+        return first
+
+    def observe(self, epoch: int, read_kwh: Callable[[], float]) -> Forecast | None:
+        """The forecast after `epoch`, or None while warming up or between samples."""
+        if epoch < self._warmup:
+            return None
+        if self._at_warmup_end is None:
+            self._at_warmup_end = read_kwh()
+            self._warmup_epoch = epoch
+            self._last_sample = self._clock()
+            return None
+        wait = self._window if self.first is None else self._every
+        if self._clock() - self._last_sample < wait and epoch < self._total:
+            return None
+        self._last_sample = self._clock()
+        spent_kwh = read_kwh()
+        per_epoch = (spent_kwh - self._at_warmup_end) / (epoch - self._warmup_epoch)
+        total = spent_kwh + per_epoch * (self._total - epoch)
+        forecast = Forecast(epoch, spent_kwh, total, total * self._kg_per_kwh, self._budget)
+        self.first = self.first or forecast
+        self.latest = forecast
+        return forecast
+
+
+def training_budget_kwh(stage_budget_kwh: float | None, total_budget_kwh: float, spent_before_kwh: float) -> float:
+    """What training may spend: its own budget when params set one, else what the total leaves after the stages
+    that ran before it."""
+    if stage_budget_kwh is not None:
+        return stage_budget_kwh
+    return total_budget_kwh - spent_before_kwh
