@@ -10,6 +10,13 @@ instead of in every stage process:
 - the country lookup (all of codecarbon's reference data through pandas, ~0.5 s): the intensity comes from
   `pipeline.grid`, which reads the same figures, and is handed to the tracker.
 
+- CPU attribution in process mode: codecarbon 3.3.2's process mode was seen here charging a process that
+  keeps one of two cores busy sometimes its share (4 W) and sometimes the whole TDP (8 W), so two runs side
+  by side could each be charged the whole machine. When the CPU figure is an estimate from load x TDP, we
+  charge the stage's own process tree its CPU-seconds x (TDP / cores) instead, from the kernel's own
+  accounting (getrusage for finished children, psutil for live ones), and label it
+  `estimated:cpu_time_x_tdp`. RAM and GPU figures, and every measured (RAPL) figure, stay codecarbon's.
+
 PUE is applied by codecarbon to every component. codecarbon swallows its own exceptions and then returns
 no data; that is raised here as MeasurementError, never reported as zero.
 """
@@ -140,6 +147,24 @@ def _methods(tracker: Any) -> dict[str, str]:
     return methods
 
 
+def _tree_cpu_seconds() -> float:
+    """CPU-seconds of this process, its finished (waited-for) children and its live ones."""
+    import resource
+
+    import psutil
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    finished = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + finished.ru_utime + finished.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue  # ended between listing and reading: counted in RUSAGE_CHILDREN once waited for
+        total += times.user + times.system
+    return total
+
+
 class EnergyMeter:
     """Start/stop wrapper around one codecarbon OfflineEmissionsTracker (no network, no files)."""
 
@@ -149,6 +174,7 @@ class EnergyMeter:
         self._intensity = resolve_intensity(carbon)
         self._tracker: Any = None
         self._version = ""
+        self._cpu_seconds_at_start = 0.0
 
     def start(self) -> None:
         # codecarbon logs at INFO during init, before its log_level argument applies; only this variable works.
@@ -169,6 +195,7 @@ class EnergyMeter:
             allow_multiple_runs=True,
             log_level=os.environ["CODECARBON_LOG_LEVEL"],
         )
+        self._cpu_seconds_at_start = _tree_cpu_seconds()
         self._tracker.start()
         _save_plans(self._version)
 
@@ -176,42 +203,58 @@ class EnergyMeter:
     def intensity_g_per_kwh(self) -> float:
         return self._intensity.g_per_kwh
 
+    def _own_cpu_kwh(self, tracker: Any) -> float | None:
+        """The stage's CPU energy from its own CPU-seconds, when codecarbon's CPU figure is a load estimate in
+        process mode; None where codecarbon's figure stands (measured sensors, machine mode)."""
+        cpu = next((h for h in getattr(tracker, "_hardware", []) if type(h).__name__ == "CPU"), None)
+        if self._carbon.tracking_mode != "process" or cpu is None or cpu._mode != "cpu_load":
+            return None
+        watts_per_core = float(cpu._tdp) / max(int(cpu._cpu_count), 1)
+        cpu_seconds = _tree_cpu_seconds() - self._cpu_seconds_at_start
+        return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6
+
     def sample_kwh(self) -> float:
-        """Energy so far, measured now. codecarbon's flush() returns CO2 only; with the intensity forced by us,
-        energy is exactly CO2 / intensity."""
-        co2_kg = self._tracker.flush() if self._tracker is not None else None
-        if co2_kg is None:
+        """Energy so far, measured now (for forecasts while the stage runs)."""
+        tracker = self._tracker
+        if tracker is None or tracker.flush() is None:
             raise MeasurementError(f"{self._label}: codecarbon returned no measurement while running")
-        if self._intensity.g_per_kwh > 0:
-            return float(co2_kg) / (self._intensity.g_per_kwh / 1000)
-        total = getattr(getattr(self._tracker, "_total_energy", None), "kWh", None)  # a zero-carbon grid
-        if total is None:
-            raise MeasurementError(f"{self._label}: cannot read energy so far on a grid of 0 g/kWh")
-        return float(total)
+        try:
+            ram = float(tracker._total_ram_energy.kWh)
+            gpu = float(tracker._total_gpu_energy.kWh)
+            cpu = self._own_cpu_kwh(tracker)
+            return ram + gpu + (cpu if cpu is not None else float(tracker._total_cpu_energy.kWh))
+        except AttributeError:
+            raise MeasurementError(f"{self._label}: this codecarbon version hides its running totals") from None
 
     def stop(self) -> EnergyReading:
         if self._tracker is None:
             raise MeasurementError(f"{self._label}: the energy tracker was never started")
         tracker, self._tracker = self._tracker, None
+        own_cpu_kwh = self._own_cpu_kwh(tracker)
         tracker.stop()
         data = getattr(tracker, "final_emissions_data", None)
         if data is None:
             raise MeasurementError(
                 f"{self._label}: codecarbon returned no measurement (set CODECARBON_LOG_LEVEL=warning to see why)"
             )
+        methods = _methods(tracker)
+        cpu_kwh = float(data.cpu_energy)
+        if own_cpu_kwh is not None:
+            cpu_kwh, methods["cpu"] = own_cpu_kwh, "estimated:cpu_time_x_tdp"
+        energy_kwh = cpu_kwh + float(data.gpu_energy) + float(data.ram_energy)
         return EnergyReading(
             duration_s=float(data.duration),
-            energy_kwh=float(data.energy_consumed),
-            cpu_energy_kwh=float(data.cpu_energy),
+            energy_kwh=energy_kwh,
+            cpu_energy_kwh=cpu_kwh,
             gpu_energy_kwh=float(data.gpu_energy),
             ram_energy_kwh=float(data.ram_energy),
-            co2_kg=float(data.emissions),
+            co2_kg=energy_kwh * self._intensity.g_per_kwh / 1000,
             carbon_intensity_g_per_kwh=self._intensity.g_per_kwh,
             intensity_source=self._intensity.source,
             country_iso_code=self._intensity.country_iso_code,
             pue=self._carbon.pue,
             tracking_mode=self._carbon.tracking_mode,
-            methods=_methods(tracker),
+            methods=methods,
             hardware={
                 "cpu_model": str(data.cpu_model or "unknown"),
                 "cpu_count": int(data.cpu_count or 0),

@@ -78,10 +78,14 @@ def model_config(
     }
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    if config["arch"] == "cnn":
-        return CNN(config["image_shape"], config["n_classes"], config["channels"], config["dropout"])
-    return MLP(config["in_features"], config["n_classes"], config["hidden_sizes"], config["dropout"])
+def build_model(config: dict[str, Any], seed: int | None = None) -> nn.Module:
+    """The network for `config`; with a seed, its initial weights are the same on every run."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if config["arch"] == "cnn":
+            return CNN(config["image_shape"], config["n_classes"], config["channels"], config["dropout"])
+        return MLP(config["in_features"], config["n_classes"], config["hidden_sizes"], config["dropout"])
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -123,9 +123,9 @@ class StageRun:
     def __enter__(self) -> StageRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, _raise_interrupted)
+        worker.ensure_running(tracking_uri())  # before the tracker's threads start: it forks
         self._started_at = _now()
         self._meter.start()
-        worker.ensure_running(tracking_uri())
         return self
 
     @property

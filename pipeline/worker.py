@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,15 +66,32 @@ def ensure_running(uri: str) -> None:
     if alive is not None:
         alive.close()
         return
-    with contextlib.suppress(OSError), path.with_suffix(".log").open("ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "pipeline.worker", uri],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-        )
+    home = Path(__file__).resolve().parent.parent  # run this very copy of the package, not another install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(home), os.environ.get("PYTHONPATH")]))}
+    _spawn_detached([sys.executable, "-m", "pipeline.worker", uri], home, env, path.with_suffix(".log"))
+
+
+def _spawn_detached(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    """Start `argv` as a grandchild that the init process adopts, not as our child.
+
+    A child would sit in this stage's process tree, and per-process energy attribution (ours and
+    codecarbon's) counts the whole tree: the stage would be charged for the worker's warm-up.
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.chdir(cwd)
+                null = os.open(os.devnull, os.O_RDONLY)
+                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                os.execve(argv[0], argv, env)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def call(uri: str, job: str, /, **arguments: Any) -> dict[str, Any] | None:

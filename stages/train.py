@@ -44,7 +44,7 @@ def main() -> None:
         splits = load_splits(layout.PROCESSED_DATA)
         device = pick_device(params.train.device)
         config = model_config(params.model, splits.x_train.shape[1], len(splits.classes), splits.image_shape)
-        model = build_model(config)
+        model = build_model(config, seed=params.train.seed)
         forecaster = Forecaster(
             params.train.epochs,
             params.forecast.warmup_epochs,

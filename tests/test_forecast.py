@@ -1,0 +1,79 @@
+"""The forecast's arithmetic and its sampling schedule, with a fake clock and meter."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.forecast import Forecaster, training_budget_kwh
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(
+    forecaster: Forecaster,
+    clock: Clock,
+    epochs: int,
+    fixed_kwh: float,
+    per_epoch_kwh: float,
+    epoch_s: float,
+    first_epoch_extra_kwh: float = 0.0,
+) -> list[tuple[int, float]]:
+    """Feed `epochs` epochs; the first carries extra one-time energy, as real first epochs do."""
+    readings = []
+    for epoch in range(1, epochs + 1):
+        clock.now += epoch_s
+        spent = fixed_kwh + first_epoch_extra_kwh + per_epoch_kwh * epoch
+
+        def read(epoch: int = epoch, spent: float = spent) -> float:
+            readings.append((epoch, spent))
+            return spent
+
+        forecaster.observe(epoch, read)
+    return readings
+
+
+def test_forecast_excludes_warmup_and_counts_fixed_costs_exactly() -> None:
+    clock = Clock()
+    forecaster = Forecaster(100, 1, budget_kwh=1.0, intensity_g_per_kwh=500.0, min_window_s=1.0, clock=clock)
+    run(forecaster, clock, 100, fixed_kwh=0.5, per_epoch_kwh=0.01, epoch_s=0.125, first_epoch_extra_kwh=0.2)
+    first = forecaster.first
+    assert first is not None and first.epoch == 9  # one epoch of warm-up, then 1 s of training
+    assert first.energy_kwh == pytest.approx(0.5 + 0.2 + 0.01 * 100)
+    assert first.co2_kg == pytest.approx(first.energy_kwh * 0.5)
+    assert first.over_budget
+    assert "forecast 1.7 kWh" in first.message() and "budget 1 kWh" in first.message()
+
+
+def test_meter_is_read_sparingly() -> None:
+    clock = Clock()
+    forecaster = Forecaster(
+        1000, 2, budget_kwh=None, intensity_g_per_kwh=100.0, sample_every_s=1.0, min_window_s=1.0, clock=clock
+    )
+    readings = run(forecaster, clock, 1000, fixed_kwh=0.0, per_epoch_kwh=0.001, epoch_s=0.01)
+    assert len(readings) <= 12  # warm-up end, first forecast after 1 s, then once a second, and the last epoch
+    assert readings[0][0] == 2
+    assert forecaster.latest is not None and forecaster.latest.epoch == 1000
+    assert not forecaster.latest.over_budget
+
+
+def test_short_runs_forecast_at_their_last_epoch_only() -> None:
+    clock = Clock()
+    forecaster = Forecaster(5, 1, budget_kwh=1.0, intensity_g_per_kwh=100.0, clock=clock)
+    run(forecaster, clock, 5, fixed_kwh=0.1, per_epoch_kwh=0.01, epoch_s=0.01)
+    assert forecaster.first is not None and forecaster.first.epoch == 5
+
+
+def test_warn_once() -> None:
+    forecaster = Forecaster(5, 1, budget_kwh=1.0, intensity_g_per_kwh=100.0)
+    assert forecaster.warn_once() and not forecaster.warn_once()
+
+
+def test_training_budget() -> None:
+    assert training_budget_kwh(0.2, 1.0, 0.3) == 0.2
+    assert training_budget_kwh(None, 1.0, 0.25) == 0.75
