@@ -148,8 +148,11 @@ def serve(uri: str) -> None:
     except OSError:
         return  # another worker won the race for this store
     server.listen(16)
+    with contextlib.suppress(OSError, AttributeError):
+        # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     with contextlib.suppress(OSError):
-        os.nice(15)  # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
+        os.nice(19)
     try:
         from pipeline import plots, tracking
 
