@@ -7,6 +7,7 @@ critical path instead of in every stage.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,25 +100,30 @@ def energy_per_stage(stages: dict[str, dict[str, Any]], path: Path) -> None:
     _save(figure, path)
 
 
-def draw_execution(work_dir: str) -> list[str]:
-    """Draw every picture whose data exists under `work_dir`; returns the paths written (a plain-data job,
-    so the background worker can run it)."""
+def draw_execution(work_dir: str, stages: list[str]) -> list[str]:
+    """Draw every picture whose data exists under `work_dir`; returns the paths written. Plain-data arguments
+    and result, so the background worker can run it while the gate judges."""
+    root = Path(work_dir)
     written = []
-    work_dir = Path(work_dir)
-    curves = work_dir / layout.TRAINING_CURVES
+    curves = root / layout.TRAINING_CURVES
     if curves.is_file():
-        training_curves(_rows(curves), work_dir / layout.TRAINING_CURVES_PNG)
+        training_curves(_rows(curves), root / layout.TRAINING_CURVES_PNG)
         written.append(layout.TRAINING_CURVES_PNG.as_posix())
-    confusion = work_dir / layout.CONFUSION
+    confusion = root / layout.CONFUSION
     if confusion.is_file():
-        confusion_matrix(_rows(confusion), work_dir / layout.CONFUSION_PNG)
+        confusion_matrix(_rows(confusion), root / layout.CONFUSION_PNG)
         written.append(layout.CONFUSION_PNG.as_posix())
-    gate = work_dir / layout.GATE_METRICS
-    if gate.is_file():
-        stages = {}
-        for name, figures in read_json(gate)["stages"].items():
-            record = read_json(work_dir / layout.record_path(name))
-            stages[name] = {**figures, **{k: record[k] for k in ("cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh")}}
-        energy_per_stage(stages, work_dir / layout.ENERGY_PNG)
+    figures = {}
+    for stage in stages:
+        with contextlib.suppress(OSError, ValueError):
+            record = read_json(root / layout.record_path(stage))
+            figures[stage] = {**record, "measurement": _measurement(record.get("methods", {}))}
+    if figures:
+        energy_per_stage(figures, root / layout.ENERGY_PNG)
         written.append(layout.ENERGY_PNG.as_posix())
     return written
+
+
+def _measurement(methods: dict[str, str]) -> str:
+    kinds = {m.split(":")[0] for m in methods.values() if m != "none"}
+    return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -94,33 +94,52 @@ def _spawn_detached(argv: list[str], cwd: Path, env: dict[str, str], log: Path) 
     os.waitpid(pid, 0)
 
 
-def call(uri: str, job: str, /, **arguments: Any) -> dict[str, Any] | None:
-    """Run `job` in the worker for `uri`; None when no worker answers (the caller runs the job itself).
+class Pending:
+    """A job handed to the worker; `answer()` waits for its reply."""
 
-    A reply is {"ok": true, "result": ...} or {"ok": false, "error": "..."} for a job that failed.
-    """
+    def __init__(self, client: socket.socket) -> None:
+        self._client = client
+
+    def answer(self) -> dict[str, Any] | None:
+        """{"ok": true, "result": ...}, {"ok": false, "error": "..."}, or None when the worker died mid-job (every
+        job is safe to run again)."""
+        with self._client:
+            try:
+                reply = self._client.makefile("rb").readline()
+            except OSError:
+                return None
+        if not reply:
+            return None
+        answer: dict[str, Any] = json.loads(reply)
+        return answer
+
+
+def submit(uri: str, job: str, /, **arguments: Any) -> Pending | None:
+    """Hand `job` to the worker for `uri` and return at once; None when no worker listens."""
     if not enabled():
         return None
     client = _connect(socket_path(uri), timeout=1.0)
     if client is None:
         return None
-    with client:
-        try:
-            client.settimeout(REPLY_TIMEOUT_S)
-            client.sendall(json.dumps({"job": job, "arguments": arguments}).encode() + b"\n")
-            reply = client.makefile("rb").readline()
-        except OSError:
-            return None
-    if not reply:
-        return None  # the worker died mid-job; every job is safe to run again
-    answer: dict[str, Any] = json.loads(reply)
-    return answer
+    try:
+        client.settimeout(REPLY_TIMEOUT_S)
+        client.sendall(json.dumps({"job": job, "arguments": arguments}).encode() + b"\n")
+    except OSError:
+        client.close()
+        return None
+    return Pending(client)
 
 
-def run_or_local(uri: str, job: str, local: Any, /, **arguments: Any) -> Any:
-    """The job's result from the warm worker; `local(**arguments)` when none answers or the job failed there
-    (so a real error surfaces with its own traceback, from this process)."""
-    answer = call(uri, job, **arguments)
+def call(uri: str, job: str, /, **arguments: Any) -> dict[str, Any] | None:
+    """Run `job` in the worker for `uri` and wait; None when no worker answers (the caller runs it itself)."""
+    pending = submit(uri, job, **arguments)
+    return pending.answer() if pending is not None else None
+
+
+def finish(pending: Pending | None, local: Any, /, **arguments: Any) -> Any:
+    """The submitted job's result; `local(**arguments)` when no worker took it or it failed there (so a real
+    error surfaces with its own traceback, from this process)."""
+    answer = pending.answer() if pending is not None else None
     if answer is not None and answer["ok"]:
         return answer["result"]
     return local(**arguments)
