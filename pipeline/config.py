@@ -32,6 +32,7 @@ class DataParams(_Section):
     test_size: Fraction = 0.2
     val_size: Fraction = 0.1
     seed: int = 42
+    clip_sigma: PositiveFloat | None = 5.0
 
     @model_validator(mode="after")
     def _path_for_files(self) -> DataParams:
@@ -66,9 +67,16 @@ class ForecastParams(_Section):
     min_window_s: PositiveFloat = 1.0
 
 
+ExportFormat = Literal["torchscript", "onnx", "onnx_int8"]
+
+
 class ExportParams(_Section):
-    formats: list[Literal["torchscript"]] = ["torchscript"]
-    deploy: Literal["torchscript"] = "torchscript"
+    formats: list[ExportFormat] = ["torchscript"]
+    deploy: ExportFormat = "torchscript"
+    opset: Annotated[int, Field(ge=9, le=21)] = 17
+    max_accuracy_drop: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.01
+    latency_batch_size: Annotated[int, Field(gt=0)] = 64
+    registered_model_name: str | None = None
 
     @model_validator(mode="after")
     def _deploy_is_exported(self) -> ExportParams:

@@ -145,7 +145,7 @@ def stratified_split(
 
 
 def prepare(data: Dataset, params: DataParams) -> Splits:
-    """Split, then standardise with statistics fitted on the training split alone."""
+    """Split, then standardise with statistics fitted on the training split alone (and clip at clip_sigma)."""
     classes = sorted(np.unique(data.labels).tolist(), key=lambda c: (len(c), c))
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in data.labels], dtype=np.int64)
@@ -155,7 +155,12 @@ def prepare(data: Dataset, params: DataParams) -> Splits:
     std[std == 0] = 1.0
 
     def scaled(rows: np.ndarray) -> np.ndarray:
-        return ((data.features[rows] - mean) / std).astype(np.float32)
+        standard = (data.features[rows] - mean) / std
+        if params.clip_sigma is not None:
+            # a feature that barely varies in training (a corner pixel) would otherwise reach +-280 on a test
+            # row: it swamps the others and wrecks the int8 scale of a quantised model
+            standard = np.clip(standard, -params.clip_sigma, params.clip_sigma)
+        return standard.astype(np.float32)
 
     return Splits(
         scaled(train),

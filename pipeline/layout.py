@@ -26,6 +26,9 @@ CONFUSION_PNG = Path("plots/confusion_matrix.png")
 ENERGY_PNG = Path("plots/energy_per_stage.png")
 ENERGY_PER_STAGE = Path("plots/energy_per_stage.csv")
 EFFICIENCY = Path("plots/efficiency.csv")
+EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx"}
+MODEL_CARD = EXPORT_DIR / "README.md"
+INPUT_EXAMPLE = EXPORT_DIR / "input_example.json"
 STATE_DIR = Path(".carbon-budget")
 OUTBOX_DIR = STATE_DIR / "outbox"
 

@@ -31,6 +31,7 @@ from pipeline.records import EmissionRecord
 
 TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
+TAG_MODEL = "carbon_budget.model"
 SNAPSHOT_FILE = "snapshot.json"
 # A dead server otherwise costs minutes of retries per call; a user's own settings still win.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -215,6 +216,79 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
     client.set_terminated(run_id, status=status, end_time=_ms(record.ended_at))
 
 
+def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
+    """Log the snapshot's deployed artifact as an MLflow model on its stage's run; True when one was logged.
+
+    Separate from `publish` because it costs about a second (MLflow writes and registers a model): the
+    background worker does it after the gate has its answer. A tag on the run makes a replay skip it.
+    """
+    uri = uri or tracking_uri()
+    snapshot = read_json(folder / SNAPSHOT_FILE)
+    try:
+        client = _client(uri)
+        for entry in snapshot["entries"]:
+            tags = entry["record"].get("tags", {})
+            if "deploy_format" not in tags:
+                continue
+            experiment_id = _experiment_id(client, snapshot["experiment"], uri)
+            run = _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"])
+            if run is None or run.data.tags.get(TAG_MODEL) == "logged":
+                return False
+            _log_model(uri, run.info.run_id, tags, [folder / a for a in entry["artifacts"]])
+            client.set_tag(run.info.run_id, TAG_MODEL, "logged")
+            return True
+    except Exception as exc:  # MLflow raises many types
+        raise PublishError(f"MLflow at {_redact(uri)} did not take the model ({type(exc).__name__}: {exc})") from None
+    return False
+
+
+def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -> None:
+    """The deployed artifact as an MLflow model with a signature and an input example (registered when params
+    name a model), so it can be served or compared like any MLflow model."""
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(uri)
+
+    by_name = {f.name: f for f in files}
+    artifact = by_name.get(Path(tags["deploy_artifact"]).name)
+    if artifact is None:
+        return
+    example = None
+    if layout.INPUT_EXAMPLE.name in by_name:
+        example = np.asarray(read_json(by_name[layout.INPUT_EXAMPLE.name])["input"], dtype=np.float32)
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    # The signature is stated, not inferred: inferring it, or validating the example, would load and run the
+    # model here and cost about a second on the pipeline's critical path.
+    width = example.shape[1] if example is not None else -1
+    signature = ModelSignature(
+        Schema([TensorSpec(np.dtype(np.float32), (-1, width), "input")]),
+        Schema([TensorSpec(np.dtype(np.float32), (-1, -1), "logits")]),
+    )
+    common: dict[str, Any] = {
+        "name": "model",
+        "input_example": example,
+        "signature": signature,
+        "validate_serving_input": False,
+        "registered_model_name": tags.get("registered_model_name"),
+    }
+    with mlflow.start_run(run_id=run_id):
+        if tags["deploy_format"].startswith("onnx"):
+            import onnx
+
+            mlflow.onnx.log_model(onnx.load(str(artifact)), pip_requirements=["onnxruntime", "onnx"], **common)
+        else:
+            import torch
+
+            requirement = f"torch=={torch.__version__.split('+')[0]}"
+            # MLflow stores a ScriptModule only in its pickle format; it is our own artifact, loaded by MLflow's loader
+            mlflow.pytorch.log_model(
+                torch.jit.load(str(artifact)), pip_requirements=[requirement], serialization_format="pickle", **common
+            )
+
+
 def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
     """The figures people compare across executions; the same keys every time so Compare lines up."""
     verdict = snapshot["verdict"]
@@ -339,17 +413,23 @@ def pending(work_dir: Path) -> list[Path]:
 
 
 def deliver(folder: Path, uri: str | None = None) -> Published:
-    """Publish a snapshot (in the warm background worker when one answers) and drop it from the outbox once
-    MLflow holds all of it."""
+    """Publish a snapshot, its runs first and its model after, and drop it from the outbox once MLflow holds all
+    of it. The warm background worker, when one answers, replies once the runs are in and logs the model after;
+    it removes the snapshot itself, and a snapshot it could not finish stays for `carbon-budget sync`."""
     from pipeline import worker
 
     uri = uri or tracking_uri()
     answer = worker.call(uri, "publish", folder=str(folder.resolve()), uri=uri)
-    if answer is None:
-        result = publish(folder, uri)
-    elif not answer["ok"]:
-        raise PublishError(str(answer["error"]))
-    else:
-        result = Published(**answer["result"])
-    shutil.rmtree(folder, ignore_errors=True)
+    if answer is not None:
+        if not answer["ok"]:
+            raise PublishError(str(answer["error"]))
+        return Published(**answer["result"])
+    result = publish(folder, uri)
+    finish_delivery(folder, uri)
     return result
+
+
+def finish_delivery(folder: Path, uri: str) -> None:
+    """The slow tail of a delivery: the deployed model, then the snapshot leaves the outbox."""
+    log_deployed_model(folder, uri)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""The model card: Hugging Face's format, with the carbon cost of the model in its front matter.
+
+`co2_eq_emissions` follows the Hub's model-card metadata (emissions in grams, source, training_type,
+geographical_location, hardware_used); the body adds what this pipeline knows: energy per stage, whether
+each figure was measured or estimated, the artifacts, and how the figures stand against the budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from pipeline.budgets import Verdict
+from pipeline.records import EmissionRecord
+
+
+def render(
+    records: dict[str, EmissionRecord],
+    artifacts: dict[str, dict[str, Any]],
+    deploy: str,
+    test_accuracy: float | None,
+    verdict: Verdict,
+    budget_note: str,
+) -> str:
+    training = [r for r in records.values()]
+    grams = sum(r.co2_kg for r in training) * 1000
+    first = training[0] if training else None
+    hardware = "unknown"
+    if first is not None:
+        hardware = first.hardware.cpu_model + (f" + {first.hardware.gpu_model}" if first.hardware.gpu_model else "")
+    front = {
+        "library_name": "onnx" if deploy.startswith("onnx") else "pytorch",
+        "tags": ["carbon-budget", "codecarbon"],
+        "co2_eq_emissions": {
+            "emissions": round(grams, 6),
+            "source": "codecarbon",
+            "training_type": "pre-training",
+            "geographical_location": first.country_iso_code if first and first.country_iso_code else "unknown",
+            "hardware_used": hardware,
+        },
+    }
+    if test_accuracy is not None:
+        front["model-index"] = [
+            {
+                "name": "carbon-budget-model",
+                "results": [
+                    {
+                        "task": {"type": "image-classification"},
+                        "metrics": [{"type": "accuracy", "value": round(test_accuracy, 4), "name": "test accuracy"}],
+                    }
+                ],
+            }
+        ]
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        "",
+        "# Model card",
+        "",
+        f"Deployed artifact: **{deploy}** (`{artifacts[deploy]['path']}`).",
+    ]
+    if test_accuracy is not None:
+        lines.append(f"Test accuracy of the trained model: **{test_accuracy:.2%}**.")
+    lines += [
+        "",
+        "## Carbon cost",
+        "",
+        f"Producing this model emitted **{grams:.4g} g CO2-eq** (stages before export, codecarbon).",
+        "",
+        "| stage | energy (Wh) | CO2-eq (g) | duration (s) | how |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, record in records.items():
+        lines.append(
+            f"| {name} | {record.energy_kwh * 1000:.4g} | {record.co2_kg * 1000:.4g} |"
+            f" {record.duration_s:.2f} | {record.methods.summary()} ({record.methods.cpu}) |"
+        )
+    lines += [
+        "",
+        "## Artifacts",
+        "",
+        "| format | size (KB) | accuracy | accuracy drop | latency per batch (ms) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for fmt, check in artifacts.items():
+        lines.append(
+            f"| {fmt} | {check['size_mb'] * 1000:.1f} | {check['accuracy']:.2%} |"
+            f" {check['accuracy_drop']:+.2%} | {check['latency_ms_per_batch']:.3f} |"
+        )
+    status = "within budget so far" if verdict.passed else "over budget: " + "; ".join(verdict.failures())
+    lines += ["", "## Budget", "", f"At export time: {status}. {budget_note}", ""]
+    return "\n".join(lines)
