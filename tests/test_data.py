@@ -33,10 +33,18 @@ def test_split_is_stratified_disjoint_and_seeded() -> None:
 
 
 def test_standardisation_is_fitted_on_train_only() -> None:
-    splits = prepare(load_dataset(DataParams(), Path.cwd()), DataParams())
+    unclipped = DataParams(clip_sigma=None)
+    splits = prepare(load_dataset(unclipped, Path.cwd()), unclipped)
     assert np.allclose(splits.x_train.mean(axis=0), 0, atol=1e-5)
     assert not np.allclose(splits.x_test.mean(axis=0), 0, atol=1e-5)
     assert splits.classes == [str(d) for d in range(10)]
+    assert np.abs(splits.x_test).max() > 100  # a corner pixel that is almost always blank in training
+
+
+def test_clipping_bounds_every_split() -> None:
+    splits = prepare(load_dataset(DataParams(), Path.cwd()), DataParams(clip_sigma=5.0))
+    for part in (splits.x_train, splits.x_val, splits.x_test):
+        assert np.abs(part).max() <= 5.0
 
 
 def write_csv(tmp_path: Path, text: str) -> DataParams:
