@@ -117,3 +117,59 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--stage", required=True, help="Stage name: the record's name and its MLflow run's name.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the emission record goes (default: metrics/emissions/STAGE.json).",
+)
+@click.option(
+    "--params",
+    "params_file",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Its `carbon:` section, when present, sets the country, PUE and tracking mode.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def track(stage: str, output: Path | None, params_file: Path, command: tuple[str, ...]) -> None:
+    """Run COMMAND (any program, any language) under codecarbon and write the same emission record as this
+    pipeline's own stages, so the gate and the report work for it unchanged.
+
+    The command's exit code is passed through; SIGTERM/SIGINT are forwarded to it. Use `--` before the command.
+    """
+    import shlex
+    import signal
+    import subprocess
+
+    from pipeline.config import load_carbon
+    from pipeline.errors import CommandFailed, StageInterrupted
+    from pipeline.stage import StageRun
+
+    exit_code = 0
+    try:
+        with StageRun(stage, load_carbon(params_file), record_file=output) as run:
+            run.tags["command"] = shlex.join(command)[:5000]
+            try:
+                child = subprocess.Popen(command)
+            except OSError as exc:
+                raise PipelineError(f"cannot run {command[0]!r}: {exc.strerror}") from None
+            try:
+                exit_code = child.wait()
+            except StageInterrupted:
+                child.send_signal(signal.SIGTERM)
+                exit_code = child.wait()
+                raise
+            finally:
+                run.extra_metrics["exit_code"] = float(exit_code)
+            if exit_code != 0:
+                raise CommandFailed(exit_code)
+    except CommandFailed as exc:
+        sys.exit(exc.exit_code if exc.exit_code > 0 else 128 - exc.exit_code)
+    except PipelineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exit_code if exit_code > 0 else 1)

@@ -203,3 +203,22 @@ def load_params(path: Path) -> Params:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     return parse_params(raw, source=str(path))
+
+
+def load_carbon(path: Path) -> CarbonParams:
+    """Only the `carbon:` section, for a project that is not this pipeline (`carbon-budget track`): defaults
+    when the file or the section is absent, the same clear message when a value is wrong."""
+    if not path.is_file():
+        return CarbonParams()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"cannot read {path}: {exc}") from None
+    section = raw.get("carbon") if isinstance(raw, dict) else None
+    if section is None:
+        return CarbonParams()
+    try:
+        return CarbonParams.model_validate(section)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - carbon.{_describe(dict(err))}" for err in exc.errors())
+        raise ParamsError(f"{path} is not valid:\n{problems}") from None

@@ -39,3 +39,11 @@ class StageInterrupted(StageAborted):
 
 class ForecastOverrun(StageAborted):
     """Training was stopped because its energy forecast exceeds what the budget leaves for it."""
+
+
+class CommandFailed(PipelineError):
+    """A command run under `carbon-budget track` exited non-zero; its record says `failed`."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"the tracked command exited with {exit_code}")
+        self.exit_code = exit_code

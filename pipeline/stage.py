@@ -18,7 +18,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from pipeline import worker
-from pipeline.config import Params
+from pipeline.config import CarbonParams, Params
 from pipeline.energy import EnergyMeter, EnergyReading
 from pipeline.errors import PipelineError, StageAborted, StageInterrupted
 from pipeline.layout import record_path
@@ -99,21 +99,23 @@ class StageRun:
     def __init__(
         self,
         stage: str,
-        params: Params,
-        sections: Iterable[str],
+        params: Params | CarbonParams,
+        sections: Iterable[str] = (),
         outputs: Iterable[Path] = (),
         metrics_files: Iterable[Path] = (),
         artifacts: Iterable[Path] = (),
         record_file: Path | None = None,
     ) -> None:
         self.stage = stage
-        self._params = {name: params.section(name) for name in sections}
+        # a foreign command (`carbon-budget track`) brings only carbon settings, and no sections to record
+        self._params = {name: params.section(name) for name in sections} if isinstance(params, Params) else {}
+        carbon = params if isinstance(params, CarbonParams) else params.carbon
         self._outputs = list(outputs)
         self._metrics_files = [p.as_posix() for p in metrics_files]
         # artifacts may be drawn later (the gate draws the PNGs): the snapshot takes those that exist then
         self._artifacts = [p.as_posix() for p in artifacts]
         self._record_file = record_file or record_path(stage)
-        self._meter = EnergyMeter(params.carbon, stage)
+        self._meter = EnergyMeter(carbon, stage)
         self._started_at = ""
         self._previous_handlers: dict[int, Any] = {}
         self.extra_metrics: dict[str, float] = {}
