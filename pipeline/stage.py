@@ -8,14 +8,18 @@ stage spent is never lost, and the outputs it paid for are hashed so the gate ca
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
+
+import psutil
 
 from pipeline import worker
 from pipeline.config import CarbonParams, Params
@@ -127,7 +131,10 @@ class StageRun:
             self._previous_handlers[signum] = signal.signal(signum, _raise_interrupted)
         worker.ensure_running(tracking_uri())  # before the tracker's threads start: it forks
         self._started_at = _now()
+        entered = time.time()
+        self.extra_metrics["startup_s"] = entered - psutil.Process().create_time()  # interpreter and imports
         self._meter.start()
+        self.extra_metrics["tracker_start_s"] = time.time() - entered
         return self
 
     @property
@@ -141,8 +148,11 @@ class StageRun:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        stopping = time.time()
         try:
             reading = self._meter.stop()
+            self.extra_metrics["tracker_stop_s"] = time.time() - stopping
+            self.extra_metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         finally:
             for signum, handler in self._previous_handlers.items():
                 signal.signal(signum, handler)

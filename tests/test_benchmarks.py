@@ -1,0 +1,26 @@
+"""The benchmarks run on tiny settings and print their headline figure, so they cannot rot."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run
+
+
+@pytest.mark.integration
+def test_pipeline_overhead_benchmark_prints_a_ratio(tool_env: dict[str, str]) -> None:
+    out = run([sys.executable, "benchmarks/pipeline_overhead.py", "--pairs", "1", "--epochs", "2"], ROOT, tool_env)
+    assert "cold dvc repro / plain script: median" in out.stdout
+    assert "largest stage:" in out.stdout and "background worker" in out.stdout and "energy: pipeline" in out.stdout
+
+
+def test_tracking_overhead_benchmark_prints_a_ratio(tool_env: dict[str, str]) -> None:
+    out = run([sys.executable, "benchmarks/tracking_overhead.py", "--repeats", "1", "--epochs", "2"], ROOT, tool_env)
+    assert "tracked / untracked wall time: median" in out.stdout
+
+
+def test_export_benchmark_prints_ratios(tool_env: dict[str, str]) -> None:
+    out = run([sys.executable, "benchmarks/export_artifacts.py", "--epochs", "2"], ROOT, tool_env)
+    assert "smaller than fp32 ONNX" in out.stdout
