@@ -220,30 +220,26 @@ def _measurement_of_all(records: dict[str, dict[str, Any]]) -> str:
 # ---- readable units -------------------------------------------------------------------------------------
 
 
-def energy(kwh: float | None) -> str:
-    if kwh is None:
+def _readable(value: float | None, units: tuple[tuple[float, float, str], ...]) -> str:
+    """The first unit whose threshold the value reaches, as (threshold, factor, unit), largest first."""
+    if value is None:
         return "–"
-    if abs(kwh) >= 1:
-        return f"{kwh:.3g} kWh"
-    if abs(kwh) >= 1e-3:
-        return f"{kwh * 1e3:.3g} Wh"
-    return f"{kwh * 1e6:.3g} mWh"
+    for threshold, factor, unit in units:
+        if abs(value) >= threshold:
+            return f"{value * factor:.3g} {unit}"
+    return f"{value * units[-1][1]:.3g} {units[-1][2]}"
+
+
+def energy(kwh: float | None) -> str:
+    return _readable(kwh, ((1, 1, "kWh"), (1e-3, 1e3, "Wh"), (0, 1e6, "mWh")))
 
 
 def mass(kg: float | None) -> str:
-    if kg is None:
-        return "–"
-    if abs(kg) >= 1:
-        return f"{kg:.3g} kg"
-    if abs(kg) >= 1e-3:
-        return f"{kg * 1e3:.3g} g"
-    return f"{kg * 1e6:.3g} mg"
+    return _readable(kg, ((1, 1, "kg"), (1e-3, 1e3, "g"), (0, 1e6, "mg")))
 
 
 def size(mb: float | None) -> str:
-    if mb is None:
-        return "–"
-    return f"{mb:.3g} MB" if abs(mb) >= 1 else f"{mb * 1e3:.3g} KB"
+    return _readable(mb, ((1, 1, "MB"), (0, 1e3, "KB")))
 
 
 FORMATS: dict[str, Callable[[float | None], str]] = {

@@ -7,6 +7,7 @@ stage spent is never lost, and the outputs it paid for are hashed so the gate ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import signal
@@ -63,6 +64,7 @@ def build_record(
     tags: dict[str, str],
 ) -> EmissionRecord:
     """Assemble a record from a reading and what the stage produced."""
+    figures = dataclasses.asdict(reading)
     return EmissionRecord(
         record_id=uuid.uuid4().hex,
         stage=stage,
@@ -70,20 +72,7 @@ def build_record(
         error=error,
         started_at=started_at,
         ended_at=_now(),
-        duration_s=reading.duration_s,
-        energy_kwh=reading.energy_kwh,
-        cpu_energy_kwh=reading.cpu_energy_kwh,
-        gpu_energy_kwh=reading.gpu_energy_kwh,
-        ram_energy_kwh=reading.ram_energy_kwh,
-        co2_kg=reading.co2_kg,
-        carbon_intensity_g_per_kwh=reading.carbon_intensity_g_per_kwh,
-        intensity_source=reading.intensity_source,
-        country_iso_code=reading.country_iso_code,
-        pue=reading.pue,
-        tracking_mode=reading.tracking_mode,  # type: ignore[arg-type]
-        methods=Methods(**reading.methods),
-        hardware=Hardware(**reading.hardware),
-        codecarbon_version=reading.codecarbon_version,
+        **{**figures, "methods": Methods(**reading.methods), "hardware": Hardware(**reading.hardware)},
         params=params,
         outputs=outputs,
         metrics_files=metrics_files,
