@@ -106,7 +106,10 @@ def write_snapshot(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work_dir / artifact, target)
             copies.append(target.relative_to(folder).as_posix())
-        entries.append({"record": record.model_dump(mode="json"), "metrics": metrics, "artifacts": copies})
+        late = [a for a in record.artifacts if not (work_dir / a).is_file()]  # drawn after the runs are in
+        entries.append(
+            {"record": record.model_dump(mode="json"), "metrics": metrics, "artifacts": copies, "late_artifacts": late}
+        )
     parent_copies = []
     for artifact in (a for a in execution_artifacts if (work_dir / a).is_file()):
         target = folder / "artifacts" / "execution" / artifact.name
@@ -127,6 +130,8 @@ def write_snapshot(
             "budgeted_stages": [r.stage for r in budgeted],
             "entries": entries,
             "artifacts": parent_copies,
+            "late_artifacts": [a.as_posix() for a in execution_artifacts if not (work_dir / a).is_file()],
+            "work_dir": str(work_dir.resolve()),
         },
     )
     return folder
@@ -430,6 +435,33 @@ def deliver(folder: Path, uri: str | None = None) -> Published:
 
 
 def finish_delivery(folder: Path, uri: str) -> None:
-    """The slow tail of a delivery: the deployed model, then the snapshot leaves the outbox."""
+    """The slow tail of a delivery, after the runs are in: draw the pictures and attach them to their runs,
+    log the deployed model, then the snapshot leaves the outbox."""
+    attach_pictures(folder, uri)
     log_deployed_model(folder, uri)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def attach_pictures(folder: Path, uri: str) -> None:
+    """Draw the execution's pictures in its work tree and log each to the run it belongs to."""
+    from pipeline import plots
+
+    snapshot = read_json(folder / SNAPSHOT_FILE)
+    work_dir = Path(snapshot["work_dir"])
+    if not work_dir.is_dir():
+        return  # a queued experiment's temporary copy, already gone: its pictures go with it
+    plots.draw_execution(str(work_dir), snapshot["budgeted_stages"])
+    try:
+        client = _client(uri)
+        experiment_id = _experiment_id(client, snapshot["experiment"], uri)
+        targets = [(TAG_EXECUTION, snapshot["execution_id"], snapshot.get("late_artifacts", []))]
+        targets += [(TAG_RECORD, e["record"]["record_id"], e.get("late_artifacts", [])) for e in snapshot["entries"]]
+        for tag, value, paths in targets:
+            present = [work_dir / p for p in paths if (work_dir / p).is_file()]
+            run = _find_run(client, experiment_id, tag, value) if present else None
+            for path in present if run is not None else []:
+                client.log_artifact(run.info.run_id, str(path))
+    except Exception as exc:  # MLflow raises many types
+        raise PublishError(
+            f"MLflow at {_redact(uri)} did not take the pictures ({type(exc).__name__}: {exc})"
+        ) from None

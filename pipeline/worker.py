@@ -4,7 +4,8 @@ The gate's own work takes milliseconds, but publishing to MLflow needs `import m
 (2-3 s of one core here) and drawing the execution's pictures needs matplotlib (~0.6 s). The first measured
 stage of an execution starts this process in the background, where the machine's other core is mostly idle
 while a stage imports torch. It listens on a unix socket before importing anything, warms up, then runs the
-jobs the gate hands it (`plots`, `publish`) and exits after IDLE_S without a request.
+job the gate hands it (`publish`: the runs first, then the pictures and the model once the gate has its
+answer) and exits after IDLE_S without a request.
 
 It is only an optimisation: when no worker answers, the gate runs the same job functions in its own process,
 with the same result. CARBON_BUDGET_WORKER=off turns it off.
@@ -138,15 +139,6 @@ def call(uri: str, job: str, /, **arguments: Any) -> dict[str, Any] | None:
     return pending.answer() if pending is not None else None
 
 
-def finish(pending: Pending | None, local: Any, /, **arguments: Any) -> Any:
-    """The submitted job's result; `local(**arguments)` when no worker took it or it failed there (so a real
-    error surfaces with its own traceback, from this process)."""
-    answer = pending.answer() if pending is not None else None
-    if answer is not None and answer["ok"]:
-        return answer["result"]
-    return local(**arguments)
-
-
 @dataclass(frozen=True)
 class Deferred:
     """A job's answer, plus work to do once the caller has it (the caller need not wait for that part)."""
@@ -158,13 +150,13 @@ class Deferred:
 def _jobs() -> dict[str, Any]:
     from dataclasses import asdict
 
-    from pipeline import plots, tracking
+    from pipeline import tracking
 
     def publish(folder: str, uri: str) -> Deferred:
         published = asdict(tracking.publish(Path(folder), uri))
         return Deferred(published, lambda: tracking.finish_delivery(Path(folder), uri))
 
-    return {"publish": publish, "plots": plots.draw_execution}
+    return {"publish": publish}
 
 
 def serve(uri: str) -> None:

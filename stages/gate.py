@@ -1,18 +1,17 @@
-"""DVC stage: check every stage's record against the budgets, draw the execution's pictures, publish it to
-MLflow, and fail when over budget."""
+"""DVC stage: check every stage's record against the budgets, publish the execution to MLflow (its pictures
+and model follow), and fail when over budget."""
 
 import sys
 from pathlib import Path
 
-from pipeline import layout, plots, tracking, worker
+from pipeline import layout, tracking
 from pipeline.config import PARAMS_FILE, load_params
 from pipeline.errors import BudgetExceeded
 from pipeline.files import write_csv, write_json
-from pipeline.gate import budgeted_stages, judge, plot_rows, render, verdict_document
+from pipeline.gate import judge, plot_rows, render, verdict_document
 from pipeline.stage import StageRun, stage_main
 
-PICTURES = [layout.TRAINING_CURVES_PNG, layout.CONFUSION_PNG, layout.ENERGY_PNG]
-OUTPUTS = [layout.GATE_METRICS, layout.ENERGY_PER_STAGE, layout.EFFICIENCY, *PICTURES]
+OUTPUTS = [layout.GATE_METRICS, layout.ENERGY_PER_STAGE, layout.EFFICIENCY]
 
 
 def main() -> None:
@@ -20,8 +19,6 @@ def main() -> None:
     work_dir = Path.cwd()
     uri = tracking.tracking_uri()
     with StageRun("gate", params, ("budget",), outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]) as run:
-        pictures = {"work_dir": str(work_dir), "stages": budgeted_stages(work_dir / "dvc.yaml")}
-        drawing = worker.submit(uri, "plots", **pictures)  # drawn in the warm worker while the gate judges
         verdict, evidence = judge(params, work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
@@ -29,7 +26,6 @@ def main() -> None:
         write_csv(layout.ENERGY_PER_STAGE, per_stage)
         write_csv(layout.EFFICIENCY, efficiency)
         print(render(verdict))
-        worker.finish(drawing, plots.draw_execution, **pictures)
     assert run.record is not None
     all_params = {name: params.section(name) for name in type(params).model_fields}
     folder = tracking.write_snapshot(
