@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ParamsError
+from pipeline.files import parse_yaml
 
 PARAMS_FILE = "params.yaml"
 
@@ -197,7 +198,7 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
 def load_params(path: Path) -> Params:
     """Read and validate params.yaml."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ParamsError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -211,7 +212,7 @@ def load_carbon(path: Path) -> CarbonParams:
     if not path.is_file():
         return CarbonParams()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ParamsError(f"cannot read {path}: {exc}") from None
     section = raw.get("carbon") if isinstance(raw, dict) else None

@@ -56,3 +56,11 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML through libyaml's C parser when PyYAML has it: ~10x faster than the pure-Python one, which was a
+    fifth of `carbon-budget gate`'s time."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

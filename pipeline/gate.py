@@ -18,7 +18,7 @@ from pipeline import layout
 from pipeline.budgets import Verdict, check, totals
 from pipeline.config import Params
 from pipeline.errors import PipelineError, RecordError
-from pipeline.files import read_json
+from pipeline.files import parse_yaml, read_json
 from pipeline.records import EmissionRecord, file_md5, load_record
 
 GATE_STAGE = "gate"
@@ -37,7 +37,7 @@ class Evidence:
 def budgeted_stages(dvc_yaml: Path) -> list[str]:
     """Stages whose records the gate stage depends on, in dvc.yaml order."""
     try:
-        stages = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
+        stages = (parse_yaml(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
     except (OSError, yaml.YAMLError) as exc:
         raise PipelineError(f"cannot read {dvc_yaml}: {exc}") from None
     gate = stages.get(GATE_STAGE)

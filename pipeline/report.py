@@ -20,6 +20,7 @@ import yaml
 from pipeline import layout
 from pipeline.budgets import Verdict
 from pipeline.errors import PipelineError
+from pipeline.files import parse_yaml
 
 Reader = Callable[[str], str | None]
 # Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
@@ -96,7 +97,7 @@ def _json(read: Reader, path: str) -> dict[str, Any]:
 def load_side(label: str, read: Reader, stages: list[str]) -> Side:
     text = read("params.yaml")
     try:
-        params = yaml.safe_load(text) if text else {}
+        params = parse_yaml(text) if text else {}
     except yaml.YAMLError:
         params = {}
     records = {s: r for s in stages if (r := _json(read, layout.record_path(s).as_posix()))}
