@@ -68,6 +68,7 @@ class Forecaster:
         self._warmup_epoch = 0
         self._warned = False
         self.first: Forecast | None = None
+        self.previous: Forecast | None = None
         self.latest: Forecast | None = None
 
     def warn_once(self) -> bool:
@@ -93,8 +94,14 @@ class Forecaster:
         total = spent_kwh + per_epoch * (self._total - epoch)
         forecast = Forecast(epoch, spent_kwh, total, total * self._kg_per_kwh, self._budget)
         self.first = self.first or forecast
-        self.latest = forecast
+        self.previous, self.latest = self.latest, forecast
         return forecast
+
+    def overrun_confirmed(self) -> bool:
+        """Two forecasts in a row over budget. One window can be distorted by whatever else the machine did in
+        that second (a test once saw a first forecast 2x too high while another process ran); stopping a run
+        that would have fitted is worse than one more second of training."""
+        return all(f is not None and f.over_budget for f in (self.previous, self.latest))
 
 
 def training_budget_kwh(stage_budget_kwh: float | None, total_budget_kwh: float, spent_before_kwh: float) -> float:

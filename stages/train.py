@@ -59,7 +59,7 @@ def main() -> None:
             if forecast is None or not forecast.over_budget:
                 return None
             if params.forecast.on_overrun == "abort":
-                return "budget_forecast"
+                return "budget_forecast" if forecaster.overrun_confirmed() else None
             if forecaster.warn_once():
                 print(f"warning: train: {forecast.message()}; continuing (forecast.on_overrun: warn)", file=sys.stderr)
             return None

@@ -47,9 +47,10 @@ def edit_params(repo: Path, **sections: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def stop_workers_started_by_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Background workers idle out by themselves after minutes; tests stop the ones they started at once."""
+    """Background workers idle out by themselves after minutes; each test stops the ones it started, so their
+    after-work (pictures, model logging) never competes with the next test's timings."""
     yield
     import psutil
 

@@ -77,3 +77,13 @@ def test_warn_once() -> None:
 def test_training_budget() -> None:
     assert training_budget_kwh(0.2, 1.0, 0.3) == 0.2
     assert training_budget_kwh(None, 1.0, 0.25) == 0.75
+
+
+def test_an_overrun_must_be_seen_twice_before_it_stops_a_run() -> None:
+    clock = Clock()
+    forecaster = Forecaster(1000, 1, budget_kwh=0.5, intensity_g_per_kwh=100.0, min_window_s=1.0, clock=clock)
+    run(forecaster, clock, 12, fixed_kwh=0.0, per_epoch_kwh=0.01, epoch_s=0.125)  # first forecast: over
+    assert forecaster.latest is not None and forecaster.latest.over_budget
+    assert not forecaster.overrun_confirmed()
+    run(forecaster, clock, 30, fixed_kwh=0.0, per_epoch_kwh=0.01, epoch_s=0.125)
+    assert forecaster.overrun_confirmed()
