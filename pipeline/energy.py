@@ -109,9 +109,8 @@ def _load_plans(version: str) -> None:
     try:
         entries = json.loads(_plan_file(version).read_text())
         for entry in entries:
-            key = hardware_cache._HardwareCacheKey(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in entry["key"].items()}
-            )
+            key_type: Any = hardware_cache._HardwareCacheKey  # its fields are codecarbon's to type
+            key = key_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["key"].items()})
             hardware_cache._plans.setdefault(key, hardware_cache._HardwarePlan(**entry["plan"]))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return  # no usable plan: codecarbon probes the hardware itself, as it always would

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ def quantize_int8(onnx_path: Path, path: Path) -> None:
 
 
 def write_artifacts(
-    model: nn.Module, in_features: int, formats: list[str], folder: Path, opset: int
+    model: nn.Module, in_features: int, formats: Sequence[str], folder: Path, opset: int
 ) -> dict[str, Path]:
     """Write each requested format; int8 is quantised from an fp32 ONNX export (kept only if asked for)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -136,6 +136,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "duration_s": total.duration_s,
         "measurement": total.method,
         "model_size_mb": evidence.model_size_mb,
+        "deploy_path": evidence.deploy_path,
         "parameters": evidence.parameters,
         "test_accuracy": evidence.accuracy,
         "stages": {

@@ -29,7 +29,7 @@ def render(
     hardware = "unknown"
     if first is not None:
         hardware = first.hardware.cpu_model + (f" + {first.hardware.gpu_model}" if first.hardware.gpu_model else "")
-    front = {
+    front: dict[str, Any] = {
         "library_name": "onnx" if deploy.startswith("onnx") else "pytorch",
         "tags": ["carbon-budget", "codecarbon"],
         "co2_eq_emissions": {

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.errors import RecordError
 from pipeline.files import read_json, write_json
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Literal["1"] = "1"
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Method = Annotated[str, Field(pattern=r"^(measured:[a-z_]+|estimated:[a-z_]+|none)$")]

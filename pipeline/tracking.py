@@ -111,10 +111,10 @@ def write_snapshot(
             {"record": record.model_dump(mode="json"), "metrics": metrics, "artifacts": copies, "late_artifacts": late}
         )
     parent_copies = []
-    for artifact in (a for a in execution_artifacts if (work_dir / a).is_file()):
-        target = folder / "artifacts" / "execution" / artifact.name
+    for picture in (a for a in execution_artifacts if (work_dir / a).is_file()):
+        target = folder / "artifacts" / "execution" / picture.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work_dir / artifact, target)
+        shutil.copy2(work_dir / picture, target)
         parent_copies.append(target.relative_to(folder).as_posix())
     flat_params: dict[str, Any] = {}
     _flatten("", params, flat_params)
@@ -459,7 +459,9 @@ def attach_pictures(folder: Path, uri: str) -> None:
         for tag, value, paths in targets:
             present = [work_dir / p for p in paths if (work_dir / p).is_file()]
             run = _find_run(client, experiment_id, tag, value) if present else None
-            for path in present if run is not None else []:
+            if run is None:
+                continue
+            for path in present:
                 client.log_artifact(run.info.run_id, str(path))
     except Exception as exc:  # MLflow raises many types
         raise PublishError(
