@@ -65,7 +65,7 @@ class ForecastParams(_Section):
     warmup_epochs: Annotated[int, Field(gt=0)] = 1
     on_overrun: Literal["abort", "warn"] = "abort"
     sample_every_s: PositiveFloat = 1.0
-    min_window_s: PositiveFloat = 1.0
+    min_window_s: PositiveFloat = 2.0
 
 
 ExportFormat = Literal["torchscript", "onnx", "onnx_int8"]

@@ -53,7 +53,7 @@ class Forecaster:
         budget_kwh: float | None,
         intensity_g_per_kwh: float,
         sample_every_s: float = 1.0,
-        min_window_s: float = 1.0,
+        min_window_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._total = total_epochs

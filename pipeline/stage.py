@@ -25,7 +25,7 @@ import psutil
 from pipeline import worker
 from pipeline.config import CarbonParams, Params
 from pipeline.energy import EnergyMeter, EnergyReading
-from pipeline.errors import PipelineError, StageAborted, StageInterrupted
+from pipeline.errors import MeasurementError, PipelineError, StageAborted, StageInterrupted
 from pipeline.layout import record_path
 from pipeline.records import EmissionRecord, Hardware, Methods, file_md5, save_record
 from pipeline.tracking import tracking_uri
@@ -44,10 +44,6 @@ def hash_outputs(paths: Iterable[Path]) -> dict[str, str]:
             if file.is_file():
                 digests[file.as_posix()] = file_md5(file)
     return digests
-
-
-def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
-    raise StageInterrupted(f"stopped by {signal.Signals(signum).name}")
 
 
 def build_record(
@@ -113,11 +109,12 @@ class StageRun:
         self._previous_handlers: dict[int, Any] = {}
         self.extra_metrics: dict[str, float] = {}
         self.tags: dict[str, str] = {}
+        self._stopped_by = ""
         self.record: EmissionRecord | None = None
 
     def __enter__(self) -> StageRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous_handlers[signum] = signal.signal(signum, _raise_interrupted)
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         worker.ensure_running(tracking_uri())  # before the tracker's threads start: it forks
         self._started_at = _now()
         entered = time.time()
@@ -130,9 +127,20 @@ class StageRun:
     def intensity_g_per_kwh(self) -> float:
         return self._meter.intensity_g_per_kwh
 
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Remembered as well as raised: a signal that lands inside codecarbon is swallowed by its blanket
+        # exception handling, and must still end the stage as `aborted`.
+        self._stopped_by = f"stopped by {signal.Signals(signum).name}"
+        raise StageInterrupted(self._stopped_by)
+
     def energy_kwh(self) -> float:
         """Energy the stage has cost so far (a fresh reading), for forecasts made while it runs."""
-        return self._meter.sample_kwh()
+        try:
+            return self._meter.sample_kwh()
+        except MeasurementError:
+            if self._stopped_by:
+                raise StageInterrupted(self._stopped_by) from None
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -145,7 +153,9 @@ class StageRun:
         finally:
             for signum, handler in self._previous_handlers.items():
                 signal.signal(signum, handler)
-        if exc is None:
+        if self._stopped_by:
+            status, error = "aborted", self._stopped_by
+        elif exc is None:
             status, error = "completed", None
         elif isinstance(exc, StageAborted | KeyboardInterrupt):
             status, error = "aborted", str(exc) or type(exc).__name__
