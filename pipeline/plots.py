@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline import layout
 from pipeline.files import read_json
+from pipeline.records import summarize_methods
 
 
 def warm_up() -> None:
@@ -117,13 +118,8 @@ def draw_execution(work_dir: str, stages: list[str]) -> list[str]:
     for stage in stages:
         with contextlib.suppress(OSError, ValueError):
             record = read_json(root / layout.record_path(stage))
-            figures[stage] = {**record, "measurement": _measurement(record.get("methods", {}))}
+            figures[stage] = {**record, "measurement": summarize_methods(record.get("methods", {}).values())}
     if figures:
         energy_per_stage(figures, root / layout.ENERGY_PNG)
         written.append(layout.ENERGY_PNG.as_posix())
     return written
-
-
-def _measurement(methods: dict[str, str]) -> str:
-    kinds = {m.split(":")[0] for m in methods.values() if m != "none"}
-    return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,8 +38,13 @@ class Methods(BaseModel):
 
     def summary(self) -> str:
         """One word for tables: measured, estimated, or mixed."""
-        kinds = {m.split(":")[0] for m in (self.cpu, self.gpu, self.ram) if m != "none"}
-        return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "none"
+        return summarize_methods([self.cpu, self.gpu, self.ram])
+
+
+def summarize_methods(methods: Iterable[str]) -> str:
+    """measured, estimated, mixed, or none: the one word every table uses for how figures were obtained."""
+    kinds = {str(m).split(":")[0] for m in methods if m != "none"}
+    return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "none"
 
 
 class Hardware(BaseModel):

@@ -21,6 +21,7 @@ from pipeline import layout
 from pipeline.budgets import Verdict
 from pipeline.errors import PipelineError
 from pipeline.files import parse_yaml
+from pipeline.records import summarize_methods
 
 Reader = Callable[[str], str | None]
 # Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
@@ -208,9 +209,8 @@ def compare(current: Side, base: Side | None, verdict: Verdict, base_commit: str
 
 
 def _measurement(record: dict[str, Any]) -> str:
-    methods = record.get("methods") or {}
-    kinds = {str(m).split(":")[0] for m in methods.values() if m != "none"}
-    return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "unknown"
+    summary = summarize_methods((record.get("methods") or {}).values())
+    return "unknown" if summary == "none" else summary
 
 
 def _measurement_of_all(records: dict[str, dict[str, Any]]) -> str:
