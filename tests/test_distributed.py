@@ -194,3 +194,18 @@ def test_two_nodes_on_one_machine_add_up_into_node_zero_record(
     assert zero["energy_kwh"] == pytest.approx(sum(n["energy_kwh"] for n in zero["nodes"]))
     assert zero["nodes"][1]["energy_kwh"] == pytest.approx(other["energy_kwh"])
     assert not list(shared.iterdir())
+
+
+@pytest.mark.integration
+def test_budget_forecast_stops_every_process(project: Path, tool_env: dict[str, str]) -> None:
+    edit_params(
+        project,
+        train={"epochs": 300, "distributed": {"enabled": True, "nproc_per_node": 2}},
+        budget={"stages": {"train": {"energy_kwh": 1e-6}}},
+    )
+    failed = run(["dvc", "repro", "train"], project, {**tool_env, "CARBON_BUDGET_WORKER": "off"}, check=False)
+    assert failed.returncode != 0 and "budget 1e-06 kWh" in failed.stderr
+    record = json.loads((project / "metrics/emissions/train.json").read_text())
+    assert record["status"] == "aborted" and record["tags"]["stopped_by"] == "budget_forecast"
+    assert record["extra_metrics"]["epochs_run"] < 300 and record["nodes"][0]["energy_kwh"] == record["energy_kwh"]
+    assert not (project / "models/model.pt").exists()  # an aborted model is not passed on as trained
