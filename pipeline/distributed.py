@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline import layout
 from pipeline.config import DistributedParams
+from pipeline.energy import tree_cpu_seconds
 from pipeline.errors import MeasurementError, ParamsError, PipelineError
 from pipeline.files import read_json, write_json
 from pipeline.records import EmissionRecord, NodeEnergy, node_energy, save_record, with_nodes
@@ -91,7 +92,8 @@ class NodeRun:
     node_rank: int
     processes: int
     run_token: str
-    workers_cpu_s: float
+    cpu_seconds: float  # torchrun and the training processes, with the launcher's own while it supervised them
+    workers_cpu_s: float  # what the training processes report of themselves: a floor for `cpu_seconds`
     outcome: TrainingOutcome | None
 
 
@@ -143,7 +145,9 @@ def launch(settings: DistributedParams, on_epoch: Callable[[int], str | None], m
     exchange = EXCHANGE_ROOT / uuid.uuid4().hex
     exchange.mkdir(parents=True)
     try:
+        cpu_at_start = tree_cpu_seconds()
         stop_reason = _supervise(torchrun_command(settings, exchange), exchange, on_epoch)
+        cpu_seconds = tree_cpu_seconds() - cpu_at_start
         node: dict[str, Any] = read_json(exchange / "node.json")
         workers_cpu_s = sum(float(read_json(path)["cpu_s"]) for path in exchange.glob("cpu-*.json"))
         outcome = None
@@ -152,7 +156,9 @@ def launch(settings: DistributedParams, on_epoch: Callable[[int], str | None], m
             if stop_reason is None:
                 model_path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(exchange / "model.pt", model_path)
-        return NodeRun(int(node["node_rank"]), int(node["processes"]), str(node["run_token"]), workers_cpu_s, outcome)
+        return NodeRun(
+            int(node["node_rank"]), int(node["processes"]), str(node["run_token"]), cpu_seconds, workers_cpu_s, outcome
+        )
     finally:
         shutil.rmtree(exchange, ignore_errors=True)
 
@@ -184,14 +190,13 @@ def account_nodes(
     record: EmissionRecord,
     record_file: Path,
     node: NodeRun,
-    cpu_seconds: float,
     wait_s: float = NODE_FIGURES_WAIT_S,
 ) -> None:
     """Put the nodes into the stage's record once its measurement has stopped.
 
     Node 0 records the sum over every node (a figure that cannot be gathered turns the record `failed`, never a
     silent undercount); any other node leaves its own figures for node 0 and keeps its local record as is."""
-    own = node_energy(record, node.node_rank, socket.gethostname(), node.processes, cpu_seconds)
+    own = node_energy(record, node.node_rank, socket.gethostname(), node.processes, node.cpu_seconds)
     if node.node_rank != 0:
         write_json(_figure_path(settings, node.run_token, node.node_rank), own.model_dump(mode="json"))
         save_record(record_file, with_nodes(record, [own]))

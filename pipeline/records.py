@@ -64,7 +64,7 @@ class NodeEnergy(BaseModel):
     node_rank: Annotated[int, Field(ge=0)]
     hostname: str
     processes: Annotated[int, Field(gt=0)]
-    cpu_seconds: NonNegative  # the node's stage process tree: the launcher, torchrun and every training process
+    cpu_seconds: NonNegative  # the node's training: torchrun and every training process on it
     duration_s: NonNegative
     energy_kwh: NonNegative
     cpu_energy_kwh: NonNegative

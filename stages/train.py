@@ -5,7 +5,6 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.config import PARAMS_FILE, load_params
-from pipeline.energy import tree_cpu_seconds
 from pipeline.errors import ForecastOverrun, RecordError
 from pipeline.files import write_csv, write_json
 from pipeline.forecast import Forecaster, training_budget_kwh
@@ -52,7 +51,6 @@ def main() -> None:
         from pipeline import distributed
 
         nodes = distributed.node_count(settings)
-    cpu_at_start = tree_cpu_seconds()
     run = StageRun(
         "train",
         params,
@@ -127,8 +125,7 @@ def main() -> None:
                 )
     finally:
         if node_run is not None and run.record is not None:
-            cpu_seconds = tree_cpu_seconds() - cpu_at_start
-            distributed.account_nodes(settings, run.record, layout.record_path("train"), node_run, cpu_seconds)
+            distributed.account_nodes(settings, run.record, layout.record_path("train"), node_run)
 
 
 if __name__ == "__main__":
