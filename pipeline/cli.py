@@ -49,7 +49,7 @@ def gate(params_file: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(verdict_document(verdict, evidence), indent=2, sort_keys=True))
     else:
-        click.echo(render(verdict), nl=False)
+        click.echo(render(verdict, evidence.payback), nl=False)
     if not verdict.passed:
         click.echo("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()), err=True)
         sys.exit(1)

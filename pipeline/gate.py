@@ -19,6 +19,7 @@ from pipeline.budgets import Verdict, check, totals
 from pipeline.config import Params
 from pipeline.errors import PipelineError, RecordError
 from pipeline.files import parse_yaml, read_json
+from pipeline.payback import describe, distillation_payback
 from pipeline.records import EmissionRecord, file_md5, load_record
 
 GATE_STAGE = "gate"
@@ -32,6 +33,7 @@ class Evidence:
     parameters: int | None
     accuracy: float | None
     deploy_path: str | None
+    payback: dict[str, Any] | None = None
 
 
 def budgeted_stages(dvc_yaml: Path) -> list[str]:
@@ -53,7 +55,7 @@ def budgeted_stages(dvc_yaml: Path) -> list[str]:
 def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[str]:
     reasons = []
     for section, used in record.params.items():
-        if section in Params.model_fields and params.section(section) != used:
+        if not params.has_section(section) or params.section(section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
     for output, digest in record.outputs.items():
         path = root / output
@@ -79,7 +81,8 @@ def _number(path: Path, key: str, problems: list[str]) -> Any:
 def gather(params: Params, root: Path) -> Evidence:
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
-    for stage in budgeted_stages(root / "dvc.yaml"):
+    # students are stages DVC makes from params (foreach), so params, not dvc.yaml, say which records they owe
+    for stage in [*budgeted_stages(root / "dvc.yaml"), *params.distill.stage_names()]:
         path = layout.record_path(stage)
         try:
             record = load_record(root / path)
@@ -101,8 +104,15 @@ def gather(params: Params, root: Path) -> Evidence:
             parameters = export.get("parameters")
         else:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
-    accuracy = _number(root / layout.EVALUATE_METRICS, "test_accuracy", problems)
-    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path)
+    if params.deployed_model() == "teacher":
+        accuracy = _number(root / layout.EVALUATE_METRICS, "test_accuracy", problems)
+    else:  # the accuracy budget holds for the model that ships: the student, as exported
+        accuracy = export.get("accuracy") if isinstance(export, dict) else None
+    payback = None
+    if params.deployed_model() != "teacher" and isinstance(export, dict):
+        export_document = read_json(root / layout.EXPORT_METRICS)
+        payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, export_document)
+    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
 
 
 def judge(params: Params, root: Path) -> tuple[Verdict, Evidence]:
@@ -139,6 +149,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "deploy_path": evidence.deploy_path,
         "parameters": evidence.parameters,
         "test_accuracy": evidence.accuracy,
+        "distillation": evidence.payback,
         "stages": {
             name: {
                 "energy_kwh": r.energy_kwh,
@@ -151,7 +162,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def render(verdict: Verdict) -> str:
+def render(verdict: Verdict, payback: dict[str, Any] | None = None) -> str:
     """The table people read in the terminal and in `dvc repro` output."""
     from io import StringIO
 
@@ -173,6 +184,8 @@ def render(verdict: Verdict) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=120, color_system=None)
     console.print(table)
+    if payback is not None:
+        console.print(describe(payback), highlight=False, markup=False)
     for problem in verdict.problems:
         console.print(f"FAIL {problem}", highlight=False, markup=False)
     console.print("gate: " + ("PASSED" if verdict.passed else "FAILED"), highlight=False)

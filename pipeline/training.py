@@ -57,6 +57,13 @@ def shuffled_order(n_samples: int, seed: int) -> BatchOrder:
     return lambda _epoch: torch.randperm(n_samples, generator=generator)
 
 
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _label_loss(logits: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, y)
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     history: list[EpochResult]
@@ -71,13 +78,18 @@ def train_model(
     on_epoch: Callable[[EpochResult], str | None] | None = None,
     order: BatchOrder | None = None,
     show_progress: bool = True,
+    loss_fn: LossFn | None = None,
+    desc: str = "train",
 ) -> TrainingResult:
     """Train for `params.epochs`, with a progress bar on a terminal (none in CI logs).
 
     Early stopping on validation loss (`params.patience`) and a stop asked by `on_epoch` (which returns a
-    reason, e.g. a budget forecast) are distinct, and the result says which. `order` is the share of the
-    training set this process sees each epoch (all of it, shuffled, unless a distributed run splits it); each
-    process of a distributed run scores the whole validation set, so every process takes the same decisions."""
+    reason, e.g. a budget forecast) are distinct, and the result says which. `loss_fn(logits, x, y)` replaces
+    cross-entropy for training (distillation adds the teacher's soft targets); validation always scores
+    against the labels, so curves compare across teacher and students. `order` is the share of the training
+    set this process sees each epoch (all of it, shuffled, unless a distributed run splits it); each process of
+    a distributed run scores the whole validation set, so every process takes the same decisions."""
+    loss_fn = loss_fn or _label_loss
     seed_everything(params.seed)
     model.to(device)
     x_train = torch.from_numpy(splits.x_train).to(device)
@@ -89,7 +101,7 @@ def train_model(
     history: list[EpochResult] = []
     best_loss, stale_epochs, stopped_by = float("inf"), 0, "completed"
     progress = tqdm(
-        range(1, params.epochs + 1), desc="train", unit="epoch", leave=False, disable=None if show_progress else True
+        range(1, params.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None if show_progress else True
     )
     for epoch in progress:
         model.train()
@@ -97,7 +109,7 @@ def train_model(
         for start in range(0, len(indices), params.batch_size):
             batch = indices[start : start + params.batch_size]
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
+            loss = loss_fn(model(x_train[batch]), x_train[batch], y_train[batch])
             loss.backward()
             optimizer.step()
         train_loss, train_accuracy = _score(model, x_train, y_train)

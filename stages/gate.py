@@ -25,7 +25,7 @@ def main() -> None:
         per_stage, efficiency = plot_rows(document)
         write_csv(layout.ENERGY_PER_STAGE, per_stage)
         write_csv(layout.EFFICIENCY, efficiency)
-        print(render(verdict))
+        print(render(verdict, evidence.payback))
     assert run.record is not None
     all_params = {name: params.section(name) for name in type(params).model_fields}
     folder = tracking.write_snapshot(
