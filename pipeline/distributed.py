@@ -153,7 +153,7 @@ def launch(settings: DistributedParams, on_epoch: Callable[[int], str | None], m
         outcome = None
         if (exchange / "result.json").exists():
             outcome = TrainingOutcome(**read_json(exchange / "result.json"))
-            if stop_reason is None:
+            if outcome.stopped_by != stop_reason:  # a stop asked after the last epoch came too late to matter
                 model_path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(exchange / "model.pt", model_path)
         return NodeRun(
