@@ -51,6 +51,28 @@ class ModelParams(_Section):
     channels: list[Annotated[int, Field(gt=0)]] = [16, 32]
 
 
+class DistributedParams(_Section):
+    """How `torchrun` launches training; a key left null is not passed, so torchrun's own PET_* variable
+    (PET_NNODES, PET_RDZV_ENDPOINT, ...) or its default applies, as with torchrun run by hand."""
+
+    enabled: bool = False
+    nproc_per_node: Annotated[int, Field(gt=0)] = 2
+    nnodes: Annotated[int, Field(gt=0)] | None = None
+    rdzv_backend: Literal["c10d", "static", "etcd", "etcd-v2"] | None = None
+    rdzv_endpoint: Annotated[str, Field(pattern=r"^[^\s:]+:[0-9]{1,5}$")] | None = None
+    rdzv_id: Annotated[str, Field(min_length=1)] | None = None
+    node_figures_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _several_nodes_need_a_meeting_point(self) -> DistributedParams:
+        if (self.nnodes or 1) > 1 and not self.node_figures_dir:
+            raise ValueError(
+                "train.distributed.node_figures_dir is required when nnodes > 1: a directory every node can"
+                " write, where each node leaves its energy for node 0 to add up"
+            )
+        return self
+
+
 class TrainParams(_Section):
     epochs: Annotated[int, Field(gt=0)] = 20
     batch_size: Annotated[int, Field(gt=0)] = 64
@@ -59,6 +81,7 @@ class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     patience: Annotated[int, Field(gt=0)] | None = None
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    distributed: DistributedParams = DistributedParams()
 
 
 class ForecastParams(_Section):

@@ -146,8 +146,11 @@ def _methods(tracker: Any) -> dict[str, str]:
     return methods
 
 
-def _tree_cpu_seconds() -> float:
-    """CPU-seconds of this process, its finished (waited-for) children and its live ones."""
+def tree_cpu_seconds() -> float:
+    """CPU-seconds of this process, its finished (waited-for) children and its live ones, each counted once.
+
+    A grandchild counts while it runs, and once finished through the child that waited for it (torchrun waits
+    for its training processes), when that child is itself waited for."""
     import resource
 
     import psutil
@@ -194,7 +197,7 @@ class EnergyMeter:
             allow_multiple_runs=True,
             log_level=os.environ["CODECARBON_LOG_LEVEL"],
         )
-        self._cpu_seconds_at_start = _tree_cpu_seconds()
+        self._cpu_seconds_at_start = tree_cpu_seconds()
         self._tracker.start()
         _save_plans(self._version)
 
@@ -209,7 +212,7 @@ class EnergyMeter:
         if self._carbon.tracking_mode != "process" or cpu is None or cpu._mode != "cpu_load":
             return None
         watts_per_core = float(cpu._tdp) / max(int(cpu._cpu_count), 1)
-        cpu_seconds = _tree_cpu_seconds() - self._cpu_seconds_at_start
+        cpu_seconds = tree_cpu_seconds() - self._cpu_seconds_at_start
         return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6
 
     def sample_kwh(self) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from pipeline.errors import RecordError
 from pipeline.files import read_json, write_json
@@ -56,6 +56,24 @@ class Hardware(BaseModel):
     ram_total_gb: NonNegative
 
 
+class NodeEnergy(BaseModel):
+    """One machine's share of a stage that ran on several (distributed training): measured once per machine,
+    by the one stage process that launched that machine's workers, so no machine's power is counted twice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    node_rank: Annotated[int, Field(ge=0)]
+    hostname: str
+    processes: Annotated[int, Field(gt=0)]
+    cpu_seconds: NonNegative  # the node's training: torchrun and every training process on it
+    duration_s: NonNegative
+    energy_kwh: NonNegative
+    cpu_energy_kwh: NonNegative
+    gpu_energy_kwh: NonNegative
+    ram_energy_kwh: NonNegative
+    co2_kg: NonNegative
+    methods: Methods
+
+
 class EmissionRecord(BaseModel):
     """What one stage execution cost, and what it produced."""
 
@@ -87,6 +105,15 @@ class EmissionRecord(BaseModel):
     artifacts: list[str] = []
     extra_metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
+    nodes: list[NodeEnergy] = []  # per machine, when the stage ran on several processes; the totals are their sum
+
+    @model_serializer(mode="wrap")
+    def _omit_nodes_when_single_process(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Records of ordinary stages stay exactly as they were before `nodes` existed."""
+        data: dict[str, Any] = handler(self)
+        if not self.nodes:
+            data.pop("nodes", None)
+        return data
 
     def figures(self) -> dict[str, float]:
         """The record's numbers as metric names with units, plus readable-unit twins for the MLflow UI."""
@@ -101,7 +128,14 @@ class EmissionRecord(BaseModel):
             "co2_g": self.co2_kg * 1000,
             "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
             **self._forecast_error(),
+            **self._node_figures(),
         }
+
+    def _node_figures(self) -> dict[str, float]:
+        """Each machine's energy beside the total, when there was more than one."""
+        if len(self.nodes) < 2:
+            return {}
+        return {f"node{n.node_rank}.energy_kwh": n.energy_kwh for n in self.nodes}
 
     def _forecast_error(self) -> dict[str, float]:
         """How far a forecast made during the stage was from what the stage really cost."""
@@ -109,6 +143,42 @@ class EmissionRecord(BaseModel):
         if forecast is None or self.energy_kwh <= 0:
             return {}
         return {"forecast_error_pct": (forecast - self.energy_kwh) / self.energy_kwh * 100}
+
+
+def node_energy(
+    record: EmissionRecord, node_rank: int, hostname: str, processes: int, cpu_seconds: float
+) -> NodeEnergy:
+    """The figures of a record measured on one machine, as that machine's entry in a multi-node record."""
+    return NodeEnergy(
+        node_rank=node_rank,
+        hostname=hostname,
+        processes=processes,
+        cpu_seconds=cpu_seconds,
+        duration_s=record.duration_s,
+        energy_kwh=record.energy_kwh,
+        cpu_energy_kwh=record.cpu_energy_kwh,
+        gpu_energy_kwh=record.gpu_energy_kwh,
+        ram_energy_kwh=record.ram_energy_kwh,
+        co2_kg=record.co2_kg,
+        methods=record.methods,
+    )
+
+
+def with_nodes(record: EmissionRecord, nodes: list[NodeEnergy]) -> EmissionRecord:
+    """`record` (measured on node 0) with its totals replaced by the sum over every node, each node kept.
+
+    Duration, methods and hardware stay node 0's: the stage lasted as long as its launching node waited, and a
+    node whose figures were got another way says so in its own entry."""
+    ordered = sorted(nodes, key=lambda n: n.node_rank)
+    return record.model_copy(
+        update={
+            "nodes": ordered,
+            **{
+                name: math.fsum(getattr(n, name) for n in ordered)
+                for name in ("energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "co2_kg")
+            },
+        }
+    )
 
 
 def file_md5(path: Path) -> str:

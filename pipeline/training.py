@@ -47,6 +47,16 @@ def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, f
     return loss, accuracy
 
 
+# epoch -> the indices of the training samples this process trains on that epoch, in batch order
+BatchOrder = Callable[[int], torch.Tensor]
+
+
+def shuffled_order(n_samples: int, seed: int) -> BatchOrder:
+    """A fresh seeded permutation of every sample each epoch: one process sees the whole training set."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda _epoch: torch.randperm(n_samples, generator=generator)
+
+
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -66,6 +76,8 @@ def train_model(
     params: TrainParams,
     device: torch.device,
     on_epoch: Callable[[EpochResult], str | None] | None = None,
+    order: BatchOrder | None = None,
+    show_progress: bool = True,
     loss_fn: LossFn | None = None,
     desc: str = "train",
 ) -> TrainingResult:
@@ -74,7 +86,9 @@ def train_model(
     Early stopping on validation loss (`params.patience`) and a stop asked by `on_epoch` (which returns a
     reason, e.g. a budget forecast) are distinct, and the result says which. `loss_fn(logits, x, y)` replaces
     cross-entropy for training (distillation adds the teacher's soft targets); validation always scores
-    against the labels, so curves compare across teacher and students."""
+    against the labels, so curves compare across teacher and students. `order` is the share of the training
+    set this process sees each epoch (all of it, shuffled, unless a distributed run splits it); each process of
+    a distributed run scores the whole validation set, so every process takes the same decisions."""
     loss_fn = loss_fn or _label_loss
     seed_everything(params.seed)
     model.to(device)
@@ -83,15 +97,17 @@ def train_model(
     x_val = torch.from_numpy(splits.x_val).to(device)
     y_val = torch.from_numpy(splits.y_val).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    generator = torch.Generator().manual_seed(params.seed)
+    order = order or shuffled_order(len(x_train), params.seed)
     history: list[EpochResult] = []
     best_loss, stale_epochs, stopped_by = float("inf"), 0, "completed"
-    progress = tqdm(range(1, params.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
+    progress = tqdm(
+        range(1, params.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None if show_progress else True
+    )
     for epoch in progress:
         model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        for start in range(0, len(order), params.batch_size):
-            batch = order[start : start + params.batch_size]
+        indices = order(epoch).to(device)
+        for start in range(0, len(indices), params.batch_size):
+            batch = indices[start : start + params.batch_size]
             optimizer.zero_grad()
             loss = loss_fn(model(x_train[batch]), x_train[batch], y_train[batch])
             loss.backward()

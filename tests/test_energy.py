@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import grid
 from pipeline.config import CarbonParams
-from pipeline.energy import EnergyMeter, resolve_intensity
+from pipeline.energy import EnergyMeter, resolve_intensity, tree_cpu_seconds
 from pipeline.errors import MeasurementError
 
 PROBE = """
@@ -77,3 +77,13 @@ def test_intensity_override_and_country_figure() -> None:
 def test_stop_without_start_is_an_error_not_zero() -> None:
     with pytest.raises(MeasurementError):
         EnergyMeter(CarbonParams(), "never").stop()
+
+
+def test_tree_cpu_seconds_count_a_launched_process_and_its_children_once() -> None:
+    """What a launcher such as torchrun and the processes it waits for burn is the caller's, counted once."""
+    busy = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    launcher = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {busy!r}], check=True)"
+    before = tree_cpu_seconds()
+    subprocess.run([sys.executable, "-c", launcher], check=True)
+    spent = tree_cpu_seconds() - before
+    assert 0.5 <= spent < 0.5 + 1.5  # the grandchild's 0.5 s once, plus two interpreters' start-up

@@ -72,3 +72,13 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path: Path) -> None:
         load_model(path)
     with pytest.raises(ModelError, match="missing"):
         load_model(tmp_path / "absent.pt")
+
+
+def test_distributed_shares_cover_the_training_set_once_in_equal_steps() -> None:
+    from pipeline.ddp_worker import sharded_order
+
+    shares = [sharded_order(101, rank, 2, seed=3)(1) for rank in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 51  # padded: every process takes the same number of steps
+    assert set(torch.cat(shares).tolist()) == set(range(101))
+    assert not set(shares[0][:50].tolist()) & set(shares[1][:50].tolist())
+    assert not torch.equal(sharded_order(101, 0, 2, seed=3)(2), shares[0])  # reshuffled every epoch
