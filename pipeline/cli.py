@@ -37,12 +37,10 @@ def gate(params_file: Path, as_json: bool) -> None:
 
     Reads files only: it changes nothing, and needs neither MLflow nor a rerun.
     """
-    from pipeline.config import load_params
-    from pipeline.gate import judge, render, verdict_document
+    from pipeline.gate import judge_file, render, verdict_document
 
     try:
-        params = load_params(params_file)
-        verdict, evidence = judge(params, Path.cwd())
+        verdict, evidence = judge_file(params_file, Path.cwd())
     except PipelineError as exc:
         _fail(exc)
         return
@@ -94,12 +92,11 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
     import os
 
     from pipeline import report as reporting
-    from pipeline.config import load_params
-    from pipeline.gate import budgeted_stages, judge
+    from pipeline.gate import budgeted_stages, judge_file
 
     root = Path.cwd()
     try:
-        verdict, _ = judge(load_params(params_file), root)
+        verdict, _ = judge_file(params_file, root)
         stages = budgeted_stages(root / "dvc.yaml")
         current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
         base, commit = None, None
@@ -151,12 +148,16 @@ def track(stage: str, output: Path | None, params_file: Path, command: tuple[str
     import subprocess
 
     from pipeline.config import load_carbon
+    from pipeline.dvcyaml import running_stage_outputs
     from pipeline.errors import CommandFailed, StageInterrupted
+    from pipeline.layout import record_path
     from pipeline.stage import StageRun
 
     exit_code = 0
     try:
-        with StageRun(stage, load_carbon(params_file), record_file=output) as run:
+        # under `dvc repro` the record names the outputs it paid for, so the gate can tell a stale one
+        outputs = running_stage_outputs(exclude=output or record_path(stage))
+        with StageRun(stage, load_carbon(params_file), outputs=outputs, record_file=output) as run:
             run.tags["command"] = shlex.join(command)[:5000]
             try:
                 child = subprocess.Popen(command)

@@ -1,27 +1,33 @@
 """Gather the evidence the gate judges, from files alone (no torch, no MLflow, no codecarbon).
 
-The stages to account for are the emission records the gate stage depends on in dvc.yaml, so a stage cannot
-drop out of the budget without a visible change to dvc.yaml. Each record must be complete, must say its
+The stages to account for are the emission records the gate stage depends on in dvc.yaml (this pipeline's
+`gate`, or the `carbon_gate` that `carbon-budget init` adds to any project), so a stage cannot drop out of the
+budget without a visible change to dvc.yaml. Each record must be complete, must say its
 stage completed, and must belong to today's outputs and params: a stale record from an earlier run cannot
 vouch for a new model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline import layout
 from pipeline.budgets import Verdict, check, totals
-from pipeline.config import Params
+from pipeline.config import BudgetParams, Params, parse_section, read_params_file, section_values
+from pipeline.dvcyaml import entry_path, read_stages
 from pipeline.errors import PipelineError, RecordError
-from pipeline.files import parse_yaml, read_json
+from pipeline.files import read_json
 from pipeline.records import EmissionRecord, file_md5, load_record
 
-GATE_STAGE = "gate"
+GATE_STAGE = "gate"  # this pipeline's own gate stage
+INIT_GATE_STAGE = "carbon_gate"  # the one `carbon-budget init` adds to any project: unlikely to be taken already
+GATE_STAGES = (INIT_GATE_STAGE, GATE_STAGE)
+
+SectionValues = Callable[[str], dict[str, Any] | None]
+"""Today's values of a params section a record was measured with; None for a section this pipeline does not know."""
 
 
 @dataclass(frozen=True)
@@ -36,24 +42,24 @@ class Evidence:
 
 def budgeted_stages(dvc_yaml: Path) -> list[str]:
     """Stages whose records the gate stage depends on, in dvc.yaml order."""
-    try:
-        stages = (parse_yaml(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise PipelineError(f"cannot read {dvc_yaml}: {exc}") from None
-    gate = stages.get(GATE_STAGE)
-    if not isinstance(gate, dict):
-        raise PipelineError(f"{dvc_yaml} has no {GATE_STAGE!r} stage")
+    stages = read_stages(dvc_yaml)
+    gate = next((stages[name] for name in GATE_STAGES if isinstance(stages.get(name), dict)), None)
+    if gate is None:
+        expected = " or ".join(repr(name) for name in GATE_STAGES)
+        raise PipelineError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
     prefix = layout.RECORDS_DIR.as_posix() + "/"
-    names = [d[len(prefix) : -len(".json")] for d in gate.get("deps", []) if str(d).startswith(prefix)]
+    deps = [entry_path(d) for d in gate.get("deps") or []]
+    names = [d[len(prefix) : -len(".json")] for d in deps if d.startswith(prefix) and d.endswith(".json")]
     if not names:
-        raise PipelineError(f"the {GATE_STAGE!r} stage in {dvc_yaml} depends on no emission record under {prefix}")
+        raise PipelineError(f"the gate stage in {dvc_yaml} depends on no emission record under {prefix}")
     return names
 
 
-def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[str]:
+def _stale_reasons(record: EmissionRecord, sections_now: SectionValues, root: Path) -> list[str]:
     reasons = []
     for section, used in record.params.items():
-        if section in Params.model_fields and params.section(section) != used:
+        now = sections_now(section)
+        if now is not None and now != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
     for output, digest in record.outputs.items():
         path = root / output
@@ -64,19 +70,20 @@ def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[s
     return reasons
 
 
-def _number(path: Path, key: str, problems: list[str]) -> Any:
+def _figure(path: Path, key: str, problems: list[str], required: bool) -> Any:
+    """A figure from a metrics file; missing or unreadable is a problem only when a budget needs it."""
     try:
-        value = read_json(path)[key]
+        return read_json(path)[key]
     except FileNotFoundError:
-        problems.append(f"{path}: missing")
-        return None
+        reason = "missing"
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        problems.append(f"{path}: unreadable or lacks {key!r} ({exc})")
-        return None
-    return value
+        reason = f"unreadable or lacks {key!r} ({exc})"
+    if required:
+        problems.append(f"{path}: {reason}")
+    return None
 
 
-def gather(params: Params, root: Path) -> Evidence:
+def gather(budget: BudgetParams, root: Path, sections_now: SectionValues) -> Evidence:
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
     for stage in budgeted_stages(root / "dvc.yaml"):
@@ -88,10 +95,11 @@ def gather(params: Params, root: Path) -> Evidence:
             continue
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        for reason in _stale_reasons(record, params, root):
+        for reason in _stale_reasons(record, sections_now, root):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
-    export = _number(root / layout.EXPORT_METRICS, "deploy", problems)
+    size_required = budget.model_size_mb is not None
+    export = _figure(root / layout.EXPORT_METRICS, "deploy", problems, size_required)
     size_mb = parameters = deploy_path = None
     if isinstance(export, dict) and isinstance(export.get("path"), str):
         deploy_path = export["path"]
@@ -99,17 +107,31 @@ def gather(params: Params, root: Path) -> Evidence:
         if artifact.is_file():
             size_mb = artifact.stat().st_size / 1e6
             parameters = export.get("parameters")
-        else:
+        elif size_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
-    accuracy = _number(root / layout.EVALUATE_METRICS, "test_accuracy", problems)
+    accuracy = _figure(root / layout.EVALUATE_METRICS, "test_accuracy", problems, budget.min_accuracy is not None)
     return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path)
 
 
-def judge(params: Params, root: Path) -> tuple[Verdict, Evidence]:
-    evidence = gather(params, root)
+def judge(budget: BudgetParams, root: Path, sections_now: SectionValues) -> tuple[Verdict, Evidence]:
+    evidence = gather(budget, root, sections_now)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
-    verdict = check(params.budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
+    verdict = check(budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
     return verdict, evidence
+
+
+def judge_params(params: Params, root: Path) -> tuple[Verdict, Evidence]:
+    """This pipeline's gate stage, whose params.yaml is already validated whole."""
+    return judge(params.budget, root, lambda name: params.section(name) if name in Params.model_fields else None)
+
+
+def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
+    """`carbon-budget gate` and `report`, in this pipeline or any DVC project: only the `budget:` section and the
+    sections the records were measured with are read, so a foreign project's own keys are never judged."""
+    raw = read_params_file(params_file)
+    source = str(params_file)
+    budget = parse_section(raw, "budget", BudgetParams, source)
+    return judge(budget, root, lambda name: section_values(raw, name, source) if name in Params.model_fields else None)
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:

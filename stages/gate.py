@@ -8,7 +8,7 @@ from pipeline import layout, tracking
 from pipeline.config import PARAMS_FILE, load_params
 from pipeline.errors import BudgetExceeded
 from pipeline.files import write_csv, write_json
-from pipeline.gate import judge, plot_rows, render, verdict_document
+from pipeline.gate import judge_params, plot_rows, render, verdict_document
 from pipeline.stage import StageRun, stage_main
 
 OUTPUTS = [layout.GATE_METRICS, layout.ENERGY_PER_STAGE, layout.EFFICIENCY]
@@ -19,7 +19,7 @@ def main() -> None:
     work_dir = Path.cwd()
     uri = tracking.tracking_uri()
     with StageRun("gate", params, ("budget",), outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]) as run:
-        verdict, evidence = judge(params, work_dir)
+        verdict, evidence = judge_params(params, work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         per_stage, efficiency = plot_rows(document)
