@@ -120,6 +120,45 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
             handle.write(markdown)
 
 
+@main.command()
+@click.option("--stages", "stage_names", default=None, help="Comma-separated stages to measure (default: every stage).")
+@click.option(
+    "--params",
+    "params_file",
+    default="params.yaml",
+    show_default=True,
+    help="The params file that gets the `budget:` and `carbon:` sections, relative to the project root.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the diff and change nothing.")
+def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
+    """Add a carbon budget to the DVC project in this directory: measure its stages with `carbon-budget track`,
+    add a `carbon_gate` stage that fails `dvc repro` when over budget, and budget defaults to the params file.
+
+    Keeps the files' comments and order, prints a diff of what it changes, and changes nothing a second time.
+    """
+    from pipeline import scaffold
+
+    names = [n.strip() for n in stage_names.split(",") if n.strip()] if stage_names is not None else None
+    try:
+        plan = scaffold.plan(Path.cwd(), names, params_file)
+    except PipelineError as exc:
+        _fail(exc)
+        return
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    if not plan.changes:
+        click.echo("nothing to change: this project already has its carbon budget")
+        return
+    for change in plan.changes:
+        click.echo(change.diff(), nl=False)
+    if dry_run:
+        click.echo("dry run: nothing written")
+        return
+    scaffold.apply(Path.cwd(), plan)
+    written = ", ".join(change.path.as_posix() for change in plan.changes)
+    click.echo(f"wrote {written}; now run `dvc repro` (the gate prints what each stage cost)")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--stage", required=True, help="Stage name: the record's name and its MLflow run's name.")
 @click.option(

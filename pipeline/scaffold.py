@@ -1,0 +1,325 @@
+"""`carbon-budget init`: add a carbon budget to an existing DVC project, editing its files the way a person would.
+
+The chosen stages' commands run under `carbon-budget track` and declare their emission records as outputs, a
+`carbon_gate` stage depends on every record, and the params file gains `budget:` and `carbon:` sections. Files
+are edited through ruamel.yaml's round trip, in the layout the file already uses, so the user's comments, key
+order and quoting stay as they were; a second run finds nothing to change. Anything it cannot understand (a
+`foreach` stage, a `wdir`, a params file that is not a mapping) is refused with a message, never guessed at.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import itertools
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from pipeline import layout
+from pipeline.config import PARAMS_FILE, BudgetParams, CarbonParams, parse_section
+from pipeline.dvcyaml import DVC_FILE, declared_outputs, entry_path
+from pipeline.errors import PipelineError
+from pipeline.files import write_text_atomic
+from pipeline.gate import INIT_GATE_STAGE
+
+TRACK = ("carbon-budget", "track")
+GATE_COMMAND = "carbon-budget gate"
+# Every stage runs under the shell DVC itself uses ($SHELL, else /bin/sh) when it needs one.
+SHELL = '"${SHELL:-/bin/sh}"'
+# Commands that only a shell can run: operators, assignments, builtins and keywords.
+_OPERATOR = re.compile(r"^[();<>|&]+$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_SHELL_WORDS = {"!", ".", "[[", "{", "case", "cd", "eval", "exec", "export", "for", "if", "source", "until", "while"}
+# Layouts tried, most common first, until one reproduces the file byte for byte: (mapping, sequence, offset).
+_LAYOUTS = [(m, *s) for m, s in itertools.product((2, 4), ((4, 2), (2, 0), (4, 0), (2, 2), (6, 4)))]
+_UNSUPPORTED_KEYS = ("foreach", "matrix", "do")
+
+BUDGET_SECTION = """\
+# Carbon budget (`carbon-budget init`): `dvc repro` fails when the tracked stages cost more than this.
+budget:
+  energy_kwh: 1.0       # kWh, all tracked stages together: lower it once `carbon-budget gate` shows a run's cost
+  co2_kg: 0.5           # kg CO2-eq, at the carbon intensity below
+  stages: {}            # per-stage limits, e.g. {train: {energy_kwh: 0.5, duration_s: 3600}}
+"""
+CARBON_SECTION = """\
+# How energy is measured and turned into CO2 (codecarbon, offline: no network).
+carbon:
+  country_iso_code: USA       # grid whose average intensity is charged (ISO 3166-1 alpha-3)
+  intensity_g_per_kwh: null   # your grid's or contract's figure, overriding the country average
+  pue: 1.0                    # data-centre overhead; 1.0 for a laptop or a CI runner
+  tracking_mode: process      # process: charge each stage its own CPU; machine: the whole machine
+"""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file's text before and after; `before` is empty for a file that does not exist yet."""
+
+    path: Path
+    before: str
+    after: str
+
+    def diff(self) -> str:
+        name = self.path.as_posix()
+        lines = difflib.unified_diff(
+            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True), f"a/{name}", f"b/{name}"
+        )
+        return "".join(lines)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `init` would change; `changes` is empty when the project already has its budget."""
+
+    changes: list[FileChange]
+    notes: list[str] = field(default_factory=list)
+
+
+def _round_trip(text: str) -> tuple[YAML, bool]:
+    """A ruamel.yaml round-tripper in the layout this text already uses, so untouched lines stay untouched; False
+    when no layout reproduces the text (mixed indentation), and the first, DVC's own, is used."""
+    candidates = []
+    for mapping, sequence, offset in _LAYOUTS:
+        yaml = YAML()
+        yaml.preserve_quotes = True
+        yaml.width = 4096  # never re-wrap a long command
+        yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+        yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+        if not text.strip() or _dump(yaml, yaml.load(text)) == text:
+            return yaml, True
+        candidates.append(yaml)
+    return candidates[0], False
+
+
+def _dump(yaml: YAML, document: Any) -> str:
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    return buffer.getvalue()
+
+
+def _load(path: Path, text: str, notes: list[str]) -> tuple[YAML, Any]:
+    try:
+        yaml, faithful = _round_trip(text)
+        document = yaml.load(text)
+    except YAMLError as exc:
+        raise PipelineError(f"cannot edit {path}: it is not valid YAML ({exc})") from None
+    if not faithful:
+        notes.append(f"{path}: its indentation is not one layout throughout; the diff shows lines re-indented")
+    return yaml, document
+
+
+def _tokens(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return []
+
+
+def is_tracked(command: str) -> bool:
+    """True for a command already run under `carbon-budget track`."""
+    tokens = _tokens(command)
+    return len(tokens) >= 2 and (Path(tokens[0]).name, tokens[1]) == TRACK
+
+
+def tracked_record(command: str) -> str:
+    """The record a `carbon-budget track` command writes (its --output, else metrics/emissions/<stage>.json)."""
+    tokens = _tokens(command)
+    options: dict[str, str] = {}
+    for index, token in enumerate(tokens[2 : tokens.index("--") if "--" in tokens else len(tokens)], start=2):
+        name, _, value = token.partition("=")
+        if name in ("--stage", "--output"):
+            options[name] = value or (tokens[index + 1] if index + 1 < len(tokens) else "")
+    if "--output" in options:
+        return options["--output"]
+    return layout.record_path(options.get("--stage", "")).as_posix()
+
+
+def _needs_shell(command: str) -> bool:
+    if "#" in command or "\\" in command:
+        return True
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        return True
+    return (
+        not tokens
+        or _ASSIGNMENT.match(tokens[0]) is not None
+        or tokens[0] in _SHELL_WORDS
+        or any(_OPERATOR.match(t) for t in tokens)
+    )
+
+
+def wrap(stage: str, commands: list[str], params_file: str) -> str:
+    """The stage's commands as one `carbon-budget track` command line: a plain command as it is (DVC's shell
+    still expands its variables and globs), anything that needs a shell, or several commands, under DVC's shell."""
+    track = f"carbon-budget track --stage {shlex.quote(stage)}"
+    if params_file != PARAMS_FILE:
+        track += f" --params {shlex.quote(params_file)}"
+    if len(commands) == 1 and not _needs_shell(commands[0]):
+        return f"{track} -- {commands[0]}"
+    return f"{track} -- {SHELL} -c {shlex.quote(' && '.join(commands))}"
+
+
+def _command_lines(cmd: Any) -> list[str] | None:
+    """DVC runs a list cmd item by item and a string cmd line by line; None when cmd is neither."""
+    lines = cmd.splitlines() if isinstance(cmd, str) else cmd
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        return None
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _commands(name: str, stage: Any) -> list[str]:
+    """The commands of a stage init is asked to wrap, or a refusal saying why it cannot."""
+    if not isinstance(stage, dict):
+        raise PipelineError(f"stage {name!r} is not a mapping")
+    unsupported = [key for key in (*_UNSUPPORTED_KEYS, "wdir") if key in stage and stage[key] not in (".", None)]
+    if unsupported:
+        raise PipelineError(
+            f"stage {name!r} uses {unsupported[0]!r}, which `carbon-budget init` cannot wrap: wrap its cmd in"
+            f" `carbon-budget track --stage NAME --` by hand, or leave it out with --stages"
+        )
+    commands = _command_lines(stage.get("cmd"))
+    if not commands:
+        raise PipelineError(f"stage {name!r} has no cmd init understands (a string or a list of strings)")
+    return commands
+
+
+def _record_of(name: str, commands: list[str]) -> str | None:
+    """The record a stage already writes under `track`, None when it is not tracked yet."""
+    if not any(is_tracked(c) for c in commands):
+        return None
+    if len(commands) > 1:
+        raise PipelineError(f"stage {name!r} runs `carbon-budget track` as one of several commands: make it one")
+    record = tracked_record(commands[0])
+    if not record.startswith(layout.RECORDS_DIR.as_posix() + "/"):
+        raise PipelineError(
+            f"stage {name!r} writes its emission record to {record}; the gate reads records under"
+            f" {layout.RECORDS_DIR.as_posix()}/"
+        )
+    return record
+
+
+def _list(mapping: CommentedMap, key: str, where: str) -> CommentedSeq:
+    """The list under `key`, created when absent; a refusal when it is something else."""
+    if key not in mapping or mapping[key] is None:
+        mapping[key] = CommentedSeq()
+    if not isinstance(mapping[key], list):
+        raise PipelineError(f"{where}: `{key}` is not a list")
+    value: CommentedSeq = mapping[key]
+    return value
+
+
+def _check_no_overlap(stages: CommentedMap, owner: str, record: str) -> None:
+    """DVC refuses two stages owning one path, or a directory output around another stage's output."""
+    for name, stage in stages.items():
+        for output in declared_outputs(stage):
+            path = output.rstrip("/")
+            if record.startswith(path + "/") or (path == record and name != owner):
+                raise PipelineError(
+                    f"stage {name!r} declares the output {output}, which holds {owner!r}'s emission record"
+                    f" {record}: DVC would refuse the overlap"
+                )
+
+
+def _has_budget_params(params: list[Any], params_file: str) -> bool:
+    """Whether the gate stage already lists the `budget` section of the params file as a DVC param."""
+    for entry in params:
+        if entry == "budget" and params_file == PARAMS_FILE:
+            return True
+        if isinstance(entry, dict) and "budget" in (entry.get(params_file) or []):
+            return True
+    return False
+
+
+def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: str, notes: list[str]) -> str:
+    yaml, document = _load(path, text, notes)
+    stages = document.get("stages") if isinstance(document, dict) else None
+    if not isinstance(stages, CommentedMap) or not stages:
+        raise PipelineError(f"cannot edit {path}: expected a mapping of stages under `stages:`")
+    gate = stages.get(INIT_GATE_STAGE)
+    if gate is not None and not (isinstance(gate, dict) and str(gate.get("cmd", "")).startswith(GATE_COMMAND)):
+        raise PipelineError(f"{path} already has a stage {INIT_GATE_STAGE!r} that is not `{GATE_COMMAND}`")
+    candidates = [name for name in stages if name != INIT_GATE_STAGE]
+    chosen = names if names is not None else candidates
+    unknown = [name for name in chosen if name not in candidates]
+    if unknown:
+        raise PipelineError(f"{path} has no stage {', '.join(unknown)} (its stages: {', '.join(candidates)})")
+    for name in chosen:
+        stage = stages[name]
+        commands = _commands(name, stage)
+        record = _record_of(name, commands)
+        if record is None:
+            stage["cmd"] = wrap(name, commands, params_file)
+            record = layout.record_path(name).as_posix()
+        _check_no_overlap(stages, name, record)
+        if record not in declared_outputs(stage):
+            entry = CommentedMap()
+            entry[record] = CommentedMap(cache=False)
+            _list(stage, "outs", f"stage {name!r}").append(entry)
+    tracked = [(name, _command_lines(stages[name].get("cmd")) or []) for name in candidates]
+    records = [record for name, commands in tracked if (record := _record_of(name, commands))]
+    if records:
+        if gate is None:
+            gate = stages[INIT_GATE_STAGE] = CommentedMap()
+            gate["cmd"] = GATE_COMMAND if params_file == PARAMS_FILE else f"{GATE_COMMAND} --params {params_file}"
+        deps = _list(gate, "deps", f"stage {INIT_GATE_STAGE!r}")
+        deps.extend(r for r in records if r not in {entry_path(d) for d in deps})
+        params = _list(gate, "params", f"stage {INIT_GATE_STAGE!r}")
+        if not _has_budget_params(params, params_file):
+            params.append("budget" if params_file == PARAMS_FILE else CommentedMap({params_file: ["budget"]}))
+    return _dump(yaml, document)
+
+
+def _plan_params(path: Path, text: str, notes: list[str]) -> str:
+    yaml, document = _load(path, text, notes)
+    if document is None:
+        document = CommentedMap()
+    if not isinstance(document, CommentedMap):
+        raise PipelineError(f"cannot edit {path}: expected a mapping of sections at the top level")
+    for name, snippet in (("budget", BUDGET_SECTION), ("carbon", CARBON_SECTION)):
+        defaults = yaml.load(snippet)[name]
+        current = document.get(name)
+        if current is None:
+            document[name] = defaults
+            document.yaml_set_comment_before_after_key(name, before=snippet.splitlines()[0].lstrip("# "))
+        elif not isinstance(current, CommentedMap):
+            raise PipelineError(f"cannot edit {path}: its `{name}:` section is not a mapping")
+        elif name == "budget":
+            for key in ("energy_kwh", "co2_kg"):
+                if key not in current:
+                    current[key] = defaults[key]
+        parse_section(document, name, BudgetParams if name == "budget" else CarbonParams, str(path))
+    return _dump(yaml, document)
+
+
+def plan(root: Path, stages: list[str] | None = None, params_file: str = PARAMS_FILE) -> Plan:
+    """Work out every edit without writing anything: the dry run and the real run share it."""
+    dvc_path = root / DVC_FILE
+    if not dvc_path.is_file():
+        raise PipelineError(f"no {DVC_FILE} in {root}: run `carbon-budget init` at the root of a DVC project")
+    if Path(params_file).is_absolute() or ".." in Path(params_file).parts:
+        raise PipelineError(f"--params {params_file}: give a path inside the project, relative to its root")
+    notes: list[str] = []
+    dvc_text = dvc_path.read_text(encoding="utf-8")
+    params_path = root / params_file
+    params_text = params_path.read_text(encoding="utf-8") if params_path.is_file() else ""
+    edits = (
+        (DVC_FILE, dvc_text, _plan_dvc_yaml(DVC_FILE, dvc_text, stages, params_file, notes)),
+        (Path(params_file), params_text, _plan_params(Path(params_file), params_text, notes)),
+    )
+    return Plan([FileChange(path, before, after) for path, before, after in edits if before != after], notes)
+
+
+def apply(root: Path, plan: Plan) -> None:
+    """Write every changed file, each by atomic rename."""
+    for change in plan.changes:
+        write_text_atomic(root / change.path, change.after)
