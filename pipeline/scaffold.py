@@ -177,6 +177,11 @@ def _command_lines(cmd: Any) -> list[str] | None:
     return [line.strip() for line in lines if line.strip()]
 
 
+def _stage_commands(stage: Any) -> list[str]:
+    """The commands of any stage, none for one init does not understand (it is only wrapped when named)."""
+    return (_command_lines(stage.get("cmd")) if isinstance(stage, dict) else None) or []
+
+
 def _commands(name: str, stage: Any) -> list[str]:
     """The commands of a stage init is asked to wrap, or a refusal saying why it cannot."""
     if not isinstance(stage, dict):
@@ -265,8 +270,7 @@ def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: 
             entry = CommentedMap()
             entry[record] = CommentedMap(cache=False)
             _list(stage, "outs", f"stage {name!r}").append(entry)
-    tracked = [(name, _command_lines(stages[name].get("cmd")) or []) for name in candidates]
-    records = [record for name, commands in tracked if (record := _record_of(name, commands))]
+    records = [record for name in candidates if (record := _record_of(name, _stage_commands(stages[name])))]
     if records:
         if gate is None:
             gate = stages[INIT_GATE_STAGE] = CommentedMap()

@@ -201,3 +201,13 @@ def test_mixed_indentation_is_said_before_the_diff(init_in: Path) -> None:
     )
     code, output = init("--dry-run")
     assert code == 0 and "note: dvc.yaml: its indentation is not one layout throughout" in output
+
+
+def test_generated_stages_may_stay_out_and_a_missing_params_file_is_created(init_in: Path) -> None:
+    (init_in / "dvc.yaml").write_text(DVC_YAML + "  many:\n    foreach: [a, b]\n    do:\n      cmd: echo ${item}\n")
+    (init_in / "params.yaml").unlink()
+    assert init("--stages", "sort,count")[0] == 0
+    created = yaml.safe_load((init_in / "params.yaml").read_text())
+    assert created["budget"] == {"energy_kwh": 1.0, "co2_kg": 0.5, "stages": {}}
+    assert created["carbon"]["country_iso_code"] == "USA"
+    assert "foreach" in yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]["many"]
