@@ -9,10 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.gate import Evidence
 
 # This process loads no pydantic plugins; looking for them scans every installed package's entry points (~40 ms).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
@@ -32,25 +36,50 @@ def main() -> None:
 @main.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
-def gate(params_file: Path, as_json: bool) -> None:
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Then log the execution to MLflow: a parent run, a child per stage (the gate stage `init` adds does this).",
+)
+def gate(params_file: Path, as_json: bool, publish: bool) -> None:
     """Check every stage's emission record against the budgets; exit 1 when over budget or when evidence is missing.
 
-    Reads files only: it changes nothing, and needs neither MLflow nor a rerun.
+    Reads files only: without --publish it changes nothing, and needs neither MLflow nor a rerun.
     """
-    from pipeline.gate import judge_file, render, verdict_document
+    from pipeline import gate as gating
 
+    root = Path.cwd()
     try:
-        verdict, evidence = judge_file(params_file, Path.cwd())
+        verdict, evidence = gating.judge_file(params_file, root)
     except PipelineError as exc:
         _fail(exc)
         return
+    document = gating.verdict_document(verdict, evidence)
     if as_json:
-        click.echo(json.dumps(verdict_document(verdict, evidence), indent=2, sort_keys=True))
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
-        click.echo(render(verdict), nl=False)
+        click.echo(gating.render(verdict), nl=False)
+    if publish and evidence.records:
+        _publish(params_file, document, evidence, root)
     if not verdict.passed:
         click.echo("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()), err=True)
         sys.exit(1)
+
+
+def _publish(params_file: Path, document: dict[str, Any], evidence: Evidence, root: Path) -> None:
+    """Log a project's execution the way this pipeline's gate stage does; MLflow being away is a warning, not a
+    verdict (the snapshot waits for `carbon-budget sync`)."""
+    from pipeline import tracking
+    from pipeline.config import MlflowParams, parse_section, read_params_file
+    from pipeline.gate import publish
+
+    try:
+        raw = read_params_file(params_file)
+        experiment = parse_section(raw, "mlflow", MlflowParams, str(params_file)).experiment
+        sections: dict[str, Any] = {name: raw[name] for name in ("budget", "carbon") if name in raw}
+        click.echo(publish(experiment, sections, document, evidence, [], root, [], tracking.tracking_uri()))
+    except PipelineError as exc:
+        click.echo(f"warning: {exc}", err=True)
 
 
 @main.command()

@@ -134,6 +134,35 @@ def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
     return judge(budget, root, lambda name: section_values(raw, name, source) if name in Params.model_fields else None)
 
 
+def publish(
+    experiment: str,
+    params: dict[str, Any],
+    document: dict[str, Any],
+    evidence: Evidence,
+    own_records: list[EmissionRecord],
+    root: Path,
+    pictures: list[Path],
+    uri: str,
+) -> str:
+    """Freeze the execution into the outbox, then hand it to MLflow (a parent run, a child per stage); returns the
+    line saying where its runs are. MLflow is imported only here, and only by the process that publishes.
+
+    Raises PublishError naming the kept snapshot when MLflow did not take it: the verdict never waits on MLflow.
+    """
+    from pipeline import tracking
+
+    folder = tracking.write_snapshot(
+        experiment, params, document, list(evidence.records.values()), own_records, root, pictures
+    )
+    try:
+        published = tracking.deliver(folder, uri)
+    except tracking.PublishError as exc:
+        raise tracking.PublishError(
+            f"{exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back"
+        ) from None
+    return f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}"
+
+
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
     """metrics/gate.json: the verdict with raw figures, for DVC, the report and MLflow."""
     total = totals(evidence.records)

@@ -30,7 +30,8 @@ from pipeline.files import write_text_atomic
 from pipeline.gate import INIT_GATE_STAGE
 
 TRACK = ("carbon-budget", "track")
-GATE_COMMAND = "carbon-budget gate"
+GATE = ("carbon-budget", "gate")
+GATE_COMMAND = "carbon-budget gate --publish"
 # Every stage runs under the shell DVC itself uses ($SHELL, else /bin/sh) when it needs one.
 SHELL = '"${SHELL:-/bin/sh}"'
 # Commands that only a shell can run: operators, assignments, builtins and keywords.
@@ -48,6 +49,9 @@ budget:
   co2_kg: 0.5           # kg CO2-eq, at the carbon intensity below
   stages: {}            # per-stage limits, e.g. {train: {energy_kwh: 0.5, duration_s: 3600}}
 """
+# What publishing leaves in the work tree: the local MLflow store, the outbox and the energy picture.
+IGNORED = ("/mlflow.db", "/mlflow.db.lock", "/mlartifacts/", f"/{layout.OUTBOX_DIR.parent}/", f"/{layout.ENERGY_PNG}")
+GITIGNORE = Path(".gitignore")
 CARBON_SECTION = """\
 # How energy is measured and turned into CO2 (codecarbon, offline: no network).
 carbon:
@@ -122,10 +126,10 @@ def _tokens(command: str) -> list[str]:
         return []
 
 
-def is_tracked(command: str) -> bool:
-    """True for a command already run under `carbon-budget track`."""
-    tokens = _tokens(command)
-    return len(tokens) >= 2 and (Path(tokens[0]).name, tokens[1]) == TRACK
+def runs(command: Any, subcommand: tuple[str, str]) -> bool:
+    """True for a command line that runs this `carbon-budget` subcommand, e.g. ("carbon-budget", "track")."""
+    tokens = _tokens(command) if isinstance(command, str) else []
+    return len(tokens) >= 2 and (Path(tokens[0]).name, tokens[1]) == subcommand
 
 
 def tracked_record(command: str) -> str:
@@ -200,7 +204,7 @@ def _commands(name: str, stage: Any) -> list[str]:
 
 def _record_of(name: str, commands: list[str]) -> str | None:
     """The record a stage already writes under `track`, None when it is not tracked yet."""
-    if not any(is_tracked(c) for c in commands):
+    if not any(runs(c, TRACK) for c in commands):
         return None
     if len(commands) > 1:
         raise PipelineError(f"stage {name!r} runs `carbon-budget track` as one of several commands: make it one")
@@ -251,8 +255,8 @@ def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: 
     if not isinstance(stages, CommentedMap) or not stages:
         raise PipelineError(f"cannot edit {path}: expected a mapping of stages under `stages:`")
     gate = stages.get(INIT_GATE_STAGE)
-    if gate is not None and not (isinstance(gate, dict) and str(gate.get("cmd", "")).startswith(GATE_COMMAND)):
-        raise PipelineError(f"{path} already has a stage {INIT_GATE_STAGE!r} that is not `{GATE_COMMAND}`")
+    if gate is not None and not (isinstance(gate, dict) and runs(gate.get("cmd"), GATE)):
+        raise PipelineError(f"{path} already has a stage {INIT_GATE_STAGE!r} that does not run `carbon-budget gate`")
     candidates = [name for name in stages if name != INIT_GATE_STAGE]
     chosen = names if names is not None else candidates
     unknown = [name for name in chosen if name not in candidates]
@@ -305,6 +309,16 @@ def _plan_params(path: Path, text: str, notes: list[str]) -> str:
     return _dump(yaml, document)
 
 
+def _plan_gitignore(text: str) -> str:
+    """The files publishing writes are ignored by git; lines already there are left alone."""
+    present = {line.strip() for line in text.splitlines()}
+    missing = [entry for entry in IGNORED if entry not in present]
+    if not missing:
+        return text
+    separator = "" if not text or text.endswith("\n") else "\n"
+    return text + separator + "# carbon-budget: local MLflow store, outbox and pictures\n" + "\n".join(missing) + "\n"
+
+
 def plan(root: Path, stages: list[str] | None = None, params_file: str = PARAMS_FILE) -> Plan:
     """Work out every edit without writing anything: the dry run and the real run share it."""
     dvc_path = root / DVC_FILE
@@ -316,9 +330,12 @@ def plan(root: Path, stages: list[str] | None = None, params_file: str = PARAMS_
     dvc_text = dvc_path.read_text(encoding="utf-8")
     params_path = root / params_file
     params_text = params_path.read_text(encoding="utf-8") if params_path.is_file() else ""
+    ignore_path = root / GITIGNORE
+    ignore_text = ignore_path.read_text(encoding="utf-8") if ignore_path.is_file() else ""
     edits = (
         (DVC_FILE, dvc_text, _plan_dvc_yaml(DVC_FILE, dvc_text, stages, params_file, notes)),
         (Path(params_file), params_text, _plan_params(Path(params_file), params_text, notes)),
+        (GITIGNORE, ignore_text, _plan_gitignore(ignore_text)),
     )
     return Plan([FileChange(path, before, after) for path, before, after in edits if before != after], notes)
 

@@ -10,8 +10,9 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.scaffold import is_tracked, tracked_record, wrap
+from pipeline.scaffold import TRACK, runs, tracked_record, wrap
 from tests.conftest import ROOT, run
+from tests.test_pipeline import mlflow_runs
 
 DVC_YAML = """\
 # a user's pipeline: neither stage is Python ML code
@@ -68,7 +69,8 @@ def test_budget_added_to_a_foreign_dvc_project_and_enforced(tmp_path: Path, tool
     repo = tmp_path / "foreign"
     write_project(repo)
     (repo / "data").mkdir()
-    # this checkout's code inside `dvc repro`; no background worker: the CLI gate never publishes to MLflow
+    # this checkout's code inside `dvc repro`; the gate publishes in its own process (no background worker), so
+    # the runs are in the store when `dvc repro` returns
     env = {**tool_env, "PYTHONPATH": str(ROOT), "CARBON_BUDGET_WORKER": "off"}
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
         run(command, repo, env)
@@ -86,14 +88,22 @@ def test_budget_added_to_a_foreign_dvc_project_and_enforced(tmp_path: Path, tool
     stages = yaml.safe_load(dvc_text)["stages"]
     assert list(stages) == ["sort", "count", "carbon_gate"]
     assert stages["count"]["cmd"] == "carbon-budget track --stage count -- python count.py ${count.top}"
-    assert stages["carbon_gate"]["deps"] == ["metrics/emissions/sort.json", "metrics/emissions/count.json"]
-    edited = {name: (repo / name).read_bytes() for name in before}
+    assert stages["carbon_gate"] == {
+        "cmd": "carbon-budget gate --publish",
+        "deps": ["metrics/emissions/sort.json", "metrics/emissions/count.json"],
+        "params": ["budget"],
+    }
+    assert "/mlflow.db\n" in (repo / ".gitignore").read_text()
+    edited = {name: (repo / name).read_bytes() for name in (*before, ".gitignore")}
     again = run(["carbon-budget", "init"], repo, env)
     assert "nothing to change" in again.stdout
-    assert {name: (repo / name).read_bytes() for name in before} == edited
+    assert {name: (repo / name).read_bytes() for name in edited} == edited
 
     passed = run(["dvc", "repro"], repo, env)
-    assert "gate: PASSED" in passed.stdout
+    assert "gate: PASSED" in passed.stdout and "MLflow: 3 new runs" in passed.stdout
+    parents, children, child_metrics = mlflow_runs(repo / "mlflow.db")
+    assert len(parents) == 1 and len(children) == 2 and "energy_wh" in child_metrics
+    assert not run(["git", "status", "--porcelain", "--ignored=no"], repo, env).stdout.count("mlflow")
     for stage, output in (("sort", "data/sorted.txt"), ("count", "data/count.json")):
         record = json.loads((repo / f"metrics/emissions/{stage}.json").read_text())
         assert record["status"] == "completed" and record["energy_kwh"] > 0
@@ -142,7 +152,7 @@ def test_list_commands_and_shell_syntax_run_under_the_shell(init_in: Path) -> No
     for shell_only in ("cd src && make", "FOO=1 python a.py", "python a.py > out.txt", "source env.sh"):
         assert '"${SHELL:-/bin/sh}" -c' in wrap("a", [shell_only], "params.yaml")
     assert (
-        is_tracked(wrap("a", ["x"], "p.yaml"))
+        runs(wrap("a", ["x"], "p.yaml"), TRACK)
         and tracked_record(wrap("a", ["x"], "p.yaml")) == "metrics/emissions/a.json"
     )
 
@@ -151,7 +161,7 @@ def test_other_params_file_and_an_existing_budget_section(init_in: Path) -> None
     (init_in / "budget.yaml").write_text("budget:\n  energy_kwh: 0.2  # ours\n")
     assert init("--params", "budget.yaml")[0] == 0
     stages = yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]
-    assert stages["carbon_gate"]["cmd"] == "carbon-budget gate --params budget.yaml"
+    assert stages["carbon_gate"]["cmd"] == "carbon-budget gate --publish --params budget.yaml"
     assert stages["carbon_gate"]["params"] == [{"budget.yaml": ["budget"]}]
     assert stages["sort"]["cmd"].startswith("carbon-budget track --stage sort --params budget.yaml --")
     text = (init_in / "budget.yaml").read_text()
