@@ -1,7 +1,8 @@
 """`carbon-budget init`: add a carbon budget to an existing DVC project, editing its files the way a person would.
 
 The chosen stages' commands run under `carbon-budget track` and declare their emission records as outputs, a
-`carbon_gate` stage depends on every record, and the params file gains `budget:` and `carbon:` sections. Files
+`carbon_gate` stage depends on every record (it judges them and publishes the execution to MLflow), the params
+file gains `budget:` and `carbon:` sections, and .gitignore the files publishing leaves behind. YAML files
 are edited through ruamel.yaml's round trip, in the layout the file already uses, so the user's comments, key
 order and quoting stay as they were; a second run finds nothing to change. Anything it cannot understand (a
 `foreach` stage, a `wdir`, a params file that is not a mapping) is refused with a message, never guessed at.
@@ -12,10 +13,9 @@ from __future__ import annotations
 import difflib
 import io
 import itertools
-import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -23,21 +23,14 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from pipeline import layout
+from pipeline.commands import GATE, TRACK, command_lines, runs, stage_commands, tracked_record, wrap
 from pipeline.config import PARAMS_FILE, BudgetParams, CarbonParams, parse_section
 from pipeline.dvcyaml import DVC_FILE, declared_outputs, entry_path
 from pipeline.errors import PipelineError
 from pipeline.files import write_text_atomic
 from pipeline.gate import INIT_GATE_STAGE
 
-TRACK = ("carbon-budget", "track")
-GATE = ("carbon-budget", "gate")
 GATE_COMMAND = "carbon-budget gate --publish"
-# Every stage runs under the shell DVC itself uses ($SHELL, else /bin/sh) when it needs one.
-SHELL = '"${SHELL:-/bin/sh}"'
-# Commands that only a shell can run: operators, assignments, builtins and keywords.
-_OPERATOR = re.compile(r"^[();<>|&]+$")
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-_SHELL_WORDS = {"!", ".", "[[", "{", "case", "cd", "eval", "exec", "export", "for", "if", "source", "until", "while"}
 # Layouts tried, most common first, until one reproduces the file byte for byte: (mapping, sequence, offset).
 _LAYOUTS = [(m, *s) for m, s in itertools.product((2, 4), ((4, 2), (2, 0), (4, 0), (2, 2), (6, 4)))]
 _UNSUPPORTED_KEYS = ("foreach", "matrix", "do")
@@ -49,9 +42,6 @@ budget:
   co2_kg: 0.5           # kg CO2-eq, at the carbon intensity below
   stages: {}            # per-stage limits, e.g. {train: {energy_kwh: 0.5, duration_s: 3600}}
 """
-# What publishing leaves in the work tree: the local MLflow store, the outbox and the energy picture.
-IGNORED = ("/mlflow.db", "/mlflow.db.lock", "/mlartifacts/", f"/{layout.OUTBOX_DIR.parent}/", f"/{layout.ENERGY_PNG}")
-GITIGNORE = Path(".gitignore")
 CARBON_SECTION = """\
 # How energy is measured and turned into CO2 (codecarbon, offline: no network).
 carbon:
@@ -60,6 +50,9 @@ carbon:
   pue: 1.0                    # data-centre overhead; 1.0 for a laptop or a CI runner
   tracking_mode: process      # process: charge each stage its own CPU; machine: the whole machine
 """
+# What publishing leaves in the work tree, kept out of git: the local MLflow store, the outbox, the energy picture.
+IGNORED = ("/mlflow.db", "/mlflow.db.lock", "/mlartifacts/", f"/{layout.STATE_DIR}/", f"/{layout.ENERGY_PNG}")
+GITIGNORE = Path(".gitignore")
 
 
 @dataclass(frozen=True)
@@ -119,73 +112,6 @@ def _load(path: Path, text: str, notes: list[str]) -> tuple[YAML, Any]:
     return yaml, document
 
 
-def _tokens(command: str) -> list[str]:
-    try:
-        return shlex.split(command)
-    except ValueError:
-        return []
-
-
-def runs(command: Any, subcommand: tuple[str, str]) -> bool:
-    """True for a command line that runs this `carbon-budget` subcommand, e.g. ("carbon-budget", "track")."""
-    tokens = _tokens(command) if isinstance(command, str) else []
-    return len(tokens) >= 2 and (Path(tokens[0]).name, tokens[1]) == subcommand
-
-
-def tracked_record(command: str) -> str:
-    """The record a `carbon-budget track` command writes (its --output, else metrics/emissions/<stage>.json)."""
-    tokens = _tokens(command)
-    options: dict[str, str] = {}
-    for index, token in enumerate(tokens[2 : tokens.index("--") if "--" in tokens else len(tokens)], start=2):
-        name, _, value = token.partition("=")
-        if name in ("--stage", "--output"):
-            options[name] = value or (tokens[index + 1] if index + 1 < len(tokens) else "")
-    if "--output" in options:
-        return options["--output"]
-    return layout.record_path(options.get("--stage", "")).as_posix()
-
-
-def _needs_shell(command: str) -> bool:
-    if "#" in command or "\\" in command:
-        return True
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    try:
-        tokens = list(lexer)
-    except ValueError:
-        return True
-    return (
-        not tokens
-        or _ASSIGNMENT.match(tokens[0]) is not None
-        or tokens[0] in _SHELL_WORDS
-        or any(_OPERATOR.match(t) for t in tokens)
-    )
-
-
-def wrap(stage: str, commands: list[str], params_file: str) -> str:
-    """The stage's commands as one `carbon-budget track` command line: a plain command as it is (DVC's shell
-    still expands its variables and globs), anything that needs a shell, or several commands, under DVC's shell."""
-    track = f"carbon-budget track --stage {shlex.quote(stage)}"
-    if params_file != PARAMS_FILE:
-        track += f" --params {shlex.quote(params_file)}"
-    if len(commands) == 1 and not _needs_shell(commands[0]):
-        return f"{track} -- {commands[0]}"
-    return f"{track} -- {SHELL} -c {shlex.quote(' && '.join(commands))}"
-
-
-def _command_lines(cmd: Any) -> list[str] | None:
-    """DVC runs a list cmd item by item and a string cmd line by line; None when cmd is neither."""
-    lines = cmd.splitlines() if isinstance(cmd, str) else cmd
-    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
-        return None
-    return [line.strip() for line in lines if line.strip()]
-
-
-def _stage_commands(stage: Any) -> list[str]:
-    """The commands of any stage, none for one init does not understand (it is only wrapped when named)."""
-    return (_command_lines(stage.get("cmd")) if isinstance(stage, dict) else None) or []
-
-
 def _commands(name: str, stage: Any) -> list[str]:
     """The commands of a stage init is asked to wrap, or a refusal saying why it cannot."""
     if not isinstance(stage, dict):
@@ -196,7 +122,7 @@ def _commands(name: str, stage: Any) -> list[str]:
             f"stage {name!r} uses {unsupported[0]!r}, which `carbon-budget init` cannot wrap: wrap its cmd in"
             f" `carbon-budget track --stage NAME --` by hand, or leave it out with --stages"
         )
-    commands = _command_lines(stage.get("cmd"))
+    commands = command_lines(stage.get("cmd"))
     if not commands:
         raise PipelineError(f"stage {name!r} has no cmd init understands (a string or a list of strings)")
     return commands
@@ -249,6 +175,34 @@ def _has_budget_params(params: list[Any], params_file: str) -> bool:
     return False
 
 
+def _wrap_stage(stages: CommentedMap, name: str, params_file: str) -> None:
+    """Run one stage under `track` (unless it already is) and declare its record as an uncached output."""
+    stage = stages[name]
+    commands = _commands(name, stage)
+    record = _record_of(name, commands)
+    if record is None:
+        stage["cmd"] = wrap(name, commands, params_file)
+        record = layout.record_path(name).as_posix()
+    _check_no_overlap(stages, name, record)
+    if record not in declared_outputs(stage):
+        entry = CommentedMap()
+        entry[record] = CommentedMap(cache=False)
+        _list(stage, "outs", f"stage {name!r}").append(entry)
+
+
+def _add_gate(stages: CommentedMap, records: list[str], params_file: str) -> None:
+    """The gate stage depends on every record and on the budget; an existing one keeps what the user added."""
+    gate = stages.get(INIT_GATE_STAGE)
+    if gate is None:
+        gate = stages[INIT_GATE_STAGE] = CommentedMap()
+        gate["cmd"] = GATE_COMMAND if params_file == PARAMS_FILE else f"{GATE_COMMAND} --params {quote(params_file)}"
+    deps = _list(gate, "deps", f"stage {INIT_GATE_STAGE!r}")
+    deps.extend(r for r in records if r not in {entry_path(d) for d in deps})
+    params = _list(gate, "params", f"stage {INIT_GATE_STAGE!r}")
+    if not _has_budget_params(params, params_file):
+        params.append("budget" if params_file == PARAMS_FILE else CommentedMap({params_file: ["budget"]}))
+
+
 def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: str, notes: list[str]) -> str:
     yaml, document = _load(path, text, notes)
     stages = document.get("stages") if isinstance(document, dict) else None
@@ -258,32 +212,14 @@ def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: 
     if gate is not None and not (isinstance(gate, dict) and runs(gate.get("cmd"), GATE)):
         raise PipelineError(f"{path} already has a stage {INIT_GATE_STAGE!r} that does not run `carbon-budget gate`")
     candidates = [name for name in stages if name != INIT_GATE_STAGE]
-    chosen = names if names is not None else candidates
-    unknown = [name for name in chosen if name not in candidates]
+    unknown = [name for name in names or [] if name not in candidates]
     if unknown:
         raise PipelineError(f"{path} has no stage {', '.join(unknown)} (its stages: {', '.join(candidates)})")
-    for name in chosen:
-        stage = stages[name]
-        commands = _commands(name, stage)
-        record = _record_of(name, commands)
-        if record is None:
-            stage["cmd"] = wrap(name, commands, params_file)
-            record = layout.record_path(name).as_posix()
-        _check_no_overlap(stages, name, record)
-        if record not in declared_outputs(stage):
-            entry = CommentedMap()
-            entry[record] = CommentedMap(cache=False)
-            _list(stage, "outs", f"stage {name!r}").append(entry)
-    records = [record for name in candidates if (record := _record_of(name, _stage_commands(stages[name])))]
+    for name in names if names is not None else candidates:
+        _wrap_stage(stages, name, params_file)
+    records = [record for name in candidates if (record := _record_of(name, stage_commands(stages[name])))]
     if records:
-        if gate is None:
-            gate = stages[INIT_GATE_STAGE] = CommentedMap()
-            gate["cmd"] = GATE_COMMAND if params_file == PARAMS_FILE else f"{GATE_COMMAND} --params {params_file}"
-        deps = _list(gate, "deps", f"stage {INIT_GATE_STAGE!r}")
-        deps.extend(r for r in records if r not in {entry_path(d) for d in deps})
-        params = _list(gate, "params", f"stage {INIT_GATE_STAGE!r}")
-        if not _has_budget_params(params, params_file):
-            params.append("budget" if params_file == PARAMS_FILE else CommentedMap({params_file: ["budget"]}))
+        _add_gate(stages, records, params_file)
     return _dump(yaml, document)
 
 

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.scaffold import TRACK, runs, tracked_record, wrap
+from pipeline.commands import TRACK, runs, tracked_record, wrap
 from tests.conftest import ROOT, run
 from tests.test_pipeline import mlflow_runs
 
