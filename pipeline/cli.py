@@ -168,6 +168,8 @@ def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
     from pipeline import scaffold
 
     names = [n.strip() for n in stage_names.split(",") if n.strip()] if stage_names is not None else None
+    if names == []:
+        raise click.BadParameter("name at least one stage, e.g. --stages train,evaluate", param_hint="--stages")
     try:
         plan = scaffold.plan(Path.cwd(), names, params_file)
     except PipelineError as exc:
