@@ -161,7 +161,7 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
 @click.option("--dry-run", is_flag=True, help="Print the diff and change nothing.")
 def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
     """Add a carbon budget to the DVC project in this directory: measure its stages with `carbon-budget track`,
-    add a `carbon_gate` stage that fails `dvc repro` when over budget, and budget defaults to the params file.
+    add a `carbon_gate` stage that fails `dvc repro` when over budget, and add budget defaults to the params file.
 
     Keeps the files' comments and order, prints a diff of what it changes, and changes nothing a second time.
     """
