@@ -16,18 +16,40 @@ from typing import Any
 
 from pipeline import layout
 from pipeline.budgets import Verdict, check, totals
-from pipeline.config import BudgetParams, Params, parse_section, read_params_file, section_values
+from pipeline.config import BudgetParams, Params, load_params, parse_section, read_params_file
 from pipeline.dvcyaml import entry_path, read_stages
 from pipeline.errors import PipelineError, RecordError
 from pipeline.files import read_json
+from pipeline.payback import describe, distillation_payback
 from pipeline.records import EmissionRecord, file_md5, load_record
 
 GATE_STAGE = "gate"  # this pipeline's own gate stage
 INIT_GATE_STAGE = "carbon_gate"  # the one `carbon-budget init` adds to any project: unlikely to be taken already
 GATE_STAGES = (INIT_GATE_STAGE, GATE_STAGE)
 
-SectionValues = Callable[[str], dict[str, Any] | None]
-"""Today's values of a params section a record was measured with; None for a section this pipeline does not know."""
+
+@dataclass(frozen=True)
+class Scope:
+    """What a project's params ask the gate to judge. This pipeline's params say everything; a project that only
+    went through `carbon-budget init` has a budget alone, so no model, no students and none of our sections."""
+
+    budget: BudgetParams
+    section_now: Callable[[str], dict[str, Any] | None]  # a recorded section's value today; None once it is gone
+    owed_stages: tuple[str, ...] = ()  # records params owe beyond dvc.yaml: the students DVC makes with foreach
+    deployed_model: str = "teacher"  # the model whose accuracy is judged: 'teacher' or a student
+
+    @classmethod
+    def of_pipeline(cls, params: Params) -> Scope:
+        return cls(
+            params.budget,
+            lambda name: params.section(name) if params.has_section(name) else None,
+            tuple(params.distill.stage_names()),
+            params.deployed_model(),
+        )
+
+    @classmethod
+    def of_project(cls, budget: BudgetParams) -> Scope:
+        return cls(budget, lambda _name: None)
 
 
 @dataclass(frozen=True)
@@ -38,15 +60,22 @@ class Evidence:
     parameters: int | None
     accuracy: float | None
     deploy_path: str | None
+    payback: dict[str, Any] | None = None
+
+
+def gate_stage(dvc_yaml: Path) -> tuple[str, dict[str, Any]]:
+    """The gate stage and its name: `carbon_gate` when `carbon-budget init` added one, else this pipeline's."""
+    stages = read_stages(dvc_yaml)
+    for name in GATE_STAGES:
+        if isinstance(stages.get(name), dict):
+            return name, stages[name]
+    expected = " or ".join(repr(name) for name in GATE_STAGES)
+    raise PipelineError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
 
 
 def budgeted_stages(dvc_yaml: Path) -> list[str]:
     """Stages whose records the gate stage depends on, in dvc.yaml order."""
-    stages = read_stages(dvc_yaml)
-    gate = next((stages[name] for name in GATE_STAGES if isinstance(stages.get(name), dict)), None)
-    if gate is None:
-        expected = " or ".join(repr(name) for name in GATE_STAGES)
-        raise PipelineError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
+    _, gate = gate_stage(dvc_yaml)
     prefix = layout.RECORDS_DIR.as_posix() + "/"
     deps = [entry_path(d) for d in gate.get("deps") or []]
     names = [d[len(prefix) : -len(".json")] for d in deps if d.startswith(prefix) and d.endswith(".json")]
@@ -55,11 +84,10 @@ def budgeted_stages(dvc_yaml: Path) -> list[str]:
     return names
 
 
-def _stale_reasons(record: EmissionRecord, sections_now: SectionValues, root: Path) -> list[str]:
+def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path) -> list[str]:
     reasons = []
     for section, used in record.params.items():
-        now = sections_now(section)
-        if now is not None and now != used:
+        if scope.section_now(section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
     for output, digest in record.outputs.items():
         path = root / output
@@ -83,10 +111,10 @@ def _figure(path: Path, key: str, problems: list[str], required: bool) -> Any:
     return None
 
 
-def gather(budget: BudgetParams, root: Path, sections_now: SectionValues) -> Evidence:
+def gather(scope: Scope, root: Path) -> Evidence:
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
-    for stage in budgeted_stages(root / "dvc.yaml"):
+    for stage in [*budgeted_stages(root / "dvc.yaml"), *scope.owed_stages]:
         path = layout.record_path(stage)
         try:
             record = load_record(root / path)
@@ -95,10 +123,10 @@ def gather(budget: BudgetParams, root: Path, sections_now: SectionValues) -> Evi
             continue
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        for reason in _stale_reasons(record, sections_now, root):
+        for reason in _stale_reasons(record, scope, root):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
-    size_required = budget.model_size_mb is not None
+    size_required = scope.budget.model_size_mb is not None
     export = _figure(root / layout.EXPORT_METRICS, "deploy", problems, size_required)
     size_mb = parameters = deploy_path = None
     if isinstance(export, dict) and isinstance(export.get("path"), str):
@@ -109,29 +137,34 @@ def gather(budget: BudgetParams, root: Path, sections_now: SectionValues) -> Evi
             parameters = export.get("parameters")
         elif size_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
-    accuracy = _figure(root / layout.EVALUATE_METRICS, "test_accuracy", problems, budget.min_accuracy is not None)
-    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path)
+    payback = None
+    if scope.deployed_model == "teacher":
+        accuracy_required = scope.budget.min_accuracy is not None
+        accuracy = _figure(root / layout.EVALUATE_METRICS, "test_accuracy", problems, accuracy_required)
+    else:  # the accuracy budget holds for the model that ships: the student, as exported
+        accuracy = export.get("accuracy") if isinstance(export, dict) else None
+        if isinstance(export, dict):
+            export_document = read_json(root / layout.EXPORT_METRICS)
+            payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, export_document)
+    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
 
 
-def judge(budget: BudgetParams, root: Path, sections_now: SectionValues) -> tuple[Verdict, Evidence]:
-    evidence = gather(budget, root, sections_now)
+def judge(scope: Scope, root: Path) -> tuple[Verdict, Evidence]:
+    evidence = gather(scope, root)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
-    verdict = check(budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
+    verdict = check(scope.budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
     return verdict, evidence
 
 
-def judge_params(params: Params, root: Path) -> tuple[Verdict, Evidence]:
-    """This pipeline's gate stage, whose params.yaml is already validated whole."""
-    return judge(params.budget, root, lambda name: params.section(name) if name in Params.model_fields else None)
-
-
 def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
-    """`carbon-budget gate` and `report`, in this pipeline or any DVC project: only the `budget:` section and the
-    sections the records were measured with are read, so a foreign project's own keys are never judged."""
-    raw = read_params_file(params_file)
-    source = str(params_file)
-    budget = parse_section(raw, "budget", BudgetParams, source)
-    return judge(budget, root, lambda name: section_values(raw, name, source) if name in Params.model_fields else None)
+    """`carbon-budget gate` and `report`. In this pipeline, params.yaml is validated whole, as its stages read it;
+    in a project with the `carbon_gate` stage `init` adds, only its `budget:` section is read, so the project's
+    own keys are never judged."""
+    name, _ = gate_stage(root / "dvc.yaml")
+    if name == GATE_STAGE:
+        return judge(Scope.of_pipeline(load_params(params_file)), root)
+    budget = parse_section(read_params_file(params_file), "budget", BudgetParams, str(params_file))
+    return judge(Scope.of_project(budget), root)
 
 
 def publish(
@@ -190,6 +223,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "deploy_path": evidence.deploy_path,
         "parameters": evidence.parameters,
         "test_accuracy": evidence.accuracy,
+        "distillation": evidence.payback,
         "stages": {
             name: {
                 "energy_kwh": r.energy_kwh,
@@ -202,7 +236,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def render(verdict: Verdict) -> str:
+def render(verdict: Verdict, payback: dict[str, Any] | None = None) -> str:
     """The table people read in the terminal and in `dvc repro` output."""
     from io import StringIO
 
@@ -224,6 +258,8 @@ def render(verdict: Verdict) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=120, color_system=None)
     console.print(table)
+    if payback is not None:
+        console.print(describe(payback), highlight=False, markup=False)
     for problem in verdict.problems:
         console.print(f"FAIL {problem}", highlight=False, markup=False)
     console.print("gate: " + ("PASSED" if verdict.passed else "FAILED"), highlight=False)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 PROCESSED_DATA = Path("data/processed/splits.npz")
 DATA_META = Path("data/processed/meta.json")
-MODEL = Path("models/model.pt")
+# every trained model (the teacher and any distilled students) lives in one folder, which export depends on:
+# DVC then orders export after whichever students params define, and after none when there are none.
+TRAINED_DIR = Path("models/trained")
+MODEL = TRAINED_DIR / "model.pt"
+DISTILL_METRICS_DIR = Path("metrics/distill")
 EXPORT_DIR = Path("models/export")
 RECORDS_DIR = Path("metrics/emissions")
 TRAIN_METRICS = Path("metrics/train.json")
@@ -36,6 +40,28 @@ OUTBOX_DIR = STATE_DIR / "outbox"
 def record_path(stage: str) -> Path:
     """The emission record a stage writes: one JSON file per stage, tracked by DVC."""
     return RECORDS_DIR / f"{stage}.json"
+
+
+def distill_stage(name: str) -> str:
+    """The DVC stage `foreach` makes of a student, which also names its record and MLflow run."""
+    return f"distill@{name}"
+
+
+def student_model(name: str) -> Path:
+    return TRAINED_DIR / f"{name}.pt"
+
+
+def trained_model(name: str) -> Path:
+    """The file of 'teacher' or of a named student."""
+    return MODEL if name == "teacher" else student_model(name)
+
+
+def distill_metrics(name: str) -> Path:
+    return DISTILL_METRICS_DIR / f"{name}.json"
+
+
+def distill_curves(name: str) -> Path:
+    return Path("plots") / f"distill_{name}.csv"
 
 
 def store_root() -> Path:

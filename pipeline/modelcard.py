@@ -22,6 +22,7 @@ def render(
     test_accuracy: float | None,
     verdict: Verdict,
     budget_note: str,
+    model_name: str = "teacher",
 ) -> str:
     training = [r for r in records.values()]
     grams = sum(r.co2_kg for r in training) * 1000
@@ -61,6 +62,11 @@ def render(
         "",
         f"Deployed artifact: **{deploy}** (`{artifacts[deploy]['path']}`).",
     ]
+    if model_name != "teacher":
+        lines.append(
+            f"The model is the student **{model_name}**, distilled from the teacher trained by the train stage;"
+            " the cost below includes both."
+        )
     if test_accuracy is not None:
         lines.append(f"Test accuracy of the trained model: **{test_accuracy:.2%}**.")
     lines += [

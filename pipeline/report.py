@@ -21,6 +21,7 @@ from pipeline import layout
 from pipeline.budgets import Verdict
 from pipeline.errors import PipelineError
 from pipeline.files import parse_yaml
+from pipeline.payback import describe, distillation_payback
 from pipeline.records import summarize_methods
 
 Reader = Callable[[str], str | None]
@@ -50,12 +51,18 @@ class Side:
             "duration_s": self.total("duration_s"),
             "model_size_mb": self.export.get("model_size_mb"),
             "parameters": self.export.get("parameters"),
-            "test_accuracy": self.evaluate.get("test_accuracy"),
+            "test_accuracy": self.accuracy(),
         }.get(name)
         if name == "accuracy_per_kwh":
             accuracy, energy = self.figure("test_accuracy"), self.figure("energy_kwh")
             value = accuracy / energy if accuracy is not None and energy else None
         return float(value) if isinstance(value, int | float) else None
+
+    def accuracy(self) -> Any:
+        """The accuracy of the model that ships: a deployed student's as exported, else the evaluate stage's."""
+        if self.export.get("model", "teacher") != "teacher":
+            return (self.export.get("deploy") or {}).get("accuracy")
+        return self.evaluate.get("test_accuracy")
 
 
 def work_tree_reader(root: Path) -> Reader:
@@ -101,6 +108,8 @@ def load_side(label: str, read: Reader, stages: list[str]) -> Side:
         params = parse_yaml(text) if text else {}
     except yaml.YAMLError:
         params = {}
+    students = ((params if isinstance(params, dict) else {}).get("distill") or {}).get("students") or {}
+    stages = [*stages, *(layout.distill_stage(name) for name in students)]
     records = {s: r for s in stages if (r := _json(read, layout.record_path(s).as_posix()))}
     return Side(
         label,
@@ -205,6 +214,7 @@ def compare(current: Side, base: Side | None, verdict: Verdict, base_commit: str
         "measurement": _measurement_of_all(current.records),
         "budget_changes": budget_changes(current.params, base.params) if base else [],
         "params_changes": params_changes(current.params, base.params) if base else [],
+        "distillation": distillation_payback(current.records, current.export),
     }
 
 
@@ -321,6 +331,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             entry, fmt = stage[key], FORMATS[key]
             cells += [fmt(entry["current"]), _change(entry, fmt)]
         lines.append(f"| {stage['stage']} | {' | '.join(cells)} | {stage['measurement']} |")
+    if report.get("distillation"):
+        lines += ["\n### Distillation\n", describe(report["distillation"]) + "."]
     if report["params_changes"]:
         lines.append("\n### Params changed\n")
         lines.append("| key | base | this change |")

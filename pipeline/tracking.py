@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -176,7 +177,12 @@ def _find_run(client: Any, experiment_id: str, tag: str, value: str) -> Any:
 def _metric_batch(values: dict[str, float], timestamp: int) -> list[Any]:
     from mlflow.entities import Metric
 
-    return [Metric(key, value, timestamp, 0) for key, value in sorted(values.items())]
+    return [Metric(_metric_key(key), value, timestamp, 0) for key, value in sorted(values.items())]
+
+
+def _metric_key(name: str) -> str:
+    """MLflow refuses some characters in metric names, such as the @ of DVC's foreach stages (distill@small)."""
+    return re.sub(r"[^\w\-. :/]", "_", name)
 
 
 def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[str, Any], folder: Path) -> None:

@@ -47,6 +47,13 @@ def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, f
     return loss, accuracy
 
 
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _label_loss(logits: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, y)
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     history: list[EpochResult]
@@ -59,11 +66,16 @@ def train_model(
     params: TrainParams,
     device: torch.device,
     on_epoch: Callable[[EpochResult], str | None] | None = None,
+    loss_fn: LossFn | None = None,
+    desc: str = "train",
 ) -> TrainingResult:
     """Train for `params.epochs`, with a progress bar on a terminal (none in CI logs).
 
     Early stopping on validation loss (`params.patience`) and a stop asked by `on_epoch` (which returns a
-    reason, e.g. a budget forecast) are distinct, and the result says which."""
+    reason, e.g. a budget forecast) are distinct, and the result says which. `loss_fn(logits, x, y)` replaces
+    cross-entropy for training (distillation adds the teacher's soft targets); validation always scores
+    against the labels, so curves compare across teacher and students."""
+    loss_fn = loss_fn or _label_loss
     seed_everything(params.seed)
     model.to(device)
     x_train = torch.from_numpy(splits.x_train).to(device)
@@ -74,14 +86,14 @@ def train_model(
     generator = torch.Generator().manual_seed(params.seed)
     history: list[EpochResult] = []
     best_loss, stale_epochs, stopped_by = float("inf"), 0, "completed"
-    progress = tqdm(range(1, params.epochs + 1), desc="train", unit="epoch", leave=False, disable=None)
+    progress = tqdm(range(1, params.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
     for epoch in progress:
         model.train()
         order = torch.randperm(len(x_train), generator=generator).to(device)
         for start in range(0, len(order), params.batch_size):
             batch = order[start : start + params.batch_size]
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
+            loss = loss_fn(model(x_train[batch]), x_train[batch], y_train[batch])
             loss.backward()
             optimizer.step()
         train_loss, train_accuracy = _score(model, x_train, y_train)

@@ -1,20 +1,37 @@
-"""DVC stage: write the deployable artifacts, check each against the trained model, and write the model card."""
+"""DVC stage: write the deployable artifacts, check each against the trained model, and write the model card.
 
+The model exported is the teacher, or the distilled student that params choose; a student is also compared
+with its teacher in the same format, so the report can say what distillation bought."""
+
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, load_params
+from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.errors import RecordError
 from pipeline.files import write_json, write_text_atomic
-from pipeline.records import load_record
+from pipeline.records import EmissionRecord, load_record
 from pipeline.stage import StageRun, stage_main
 
 BEFORE = ("preprocess", "train", "evaluate")
 
 
+def records_so_far(params: Params) -> dict[str, EmissionRecord]:
+    """The records of every stage that made the model, for the card; the gate fails closed on missing ones."""
+    records = {}
+    for stage in (*BEFORE, *params.distill.stage_names()):
+        try:
+            records[stage] = load_record(layout.record_path(stage))
+        except RecordError:
+            continue
+    return records
+
+
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
     deployed_path = layout.EXPORT_DIR / layout.EXPORT_FILES[params.export.deploy]
+    model_name = params.deployed_model()
     with StageRun(
         "export",
         params,
@@ -31,44 +48,54 @@ def main() -> None:
         from pipeline.export import check_artifact, write_artifacts
         from pipeline.models import count_parameters, load_model
 
-        model, config = load_model(layout.MODEL)
         splits = load_splits(layout.PROCESSED_DATA)
-        with torch.no_grad():
-            reference = model(torch.from_numpy(splits.x_test)).numpy()
-        paths = write_artifacts(
-            model, config["in_features"], params.export.formats, layout.EXPORT_DIR, params.export.opset
+
+        def export_checked(model_file: Path, formats: list[str], folder: Path) -> tuple[dict[str, Any], float, int]:
+            model, config = load_model(model_file)
+            with torch.no_grad():
+                reference = model(torch.from_numpy(splits.x_test)).numpy()
+            paths = write_artifacts(model, config["in_features"], formats, folder, params.export.opset)
+            checks = {
+                fmt: check_artifact(
+                    fmt,
+                    path,
+                    reference,
+                    splits.x_test,
+                    splits.y_test,
+                    params.export.latency_batch_size,
+                    params.export.max_accuracy_drop,
+                ).as_dict()
+                for fmt, path in paths.items()
+            }
+            return checks, float((reference.argmax(1) == splits.y_test).mean()), count_parameters(model)
+
+        checks, reference_accuracy, parameters = export_checked(
+            layout.trained_model(model_name), list(params.export.formats), layout.EXPORT_DIR
         )
-        checks = {
-            fmt: check_artifact(
-                fmt,
-                path,
-                reference,
-                splits.x_test,
-                splits.y_test,
-                params.export.latency_batch_size,
-                params.export.max_accuracy_drop,
-            ).as_dict()
-            for fmt, path in paths.items()
-        }
         deployed = checks[params.export.deploy]
-        parameters = count_parameters(model)
-        write_json(
-            layout.EXPORT_METRICS,
-            {
-                "deploy": {**deployed, "parameters": parameters},
-                "artifacts": checks,
-                "model_size_mb": deployed["size_mb"],
-                "parameters": parameters,
-                "reference_accuracy": float((reference.argmax(1) == splits.y_test).mean()),
-            },
-        )
+        document: dict[str, Any] = {
+            "model": model_name,
+            "deploy": {**deployed, "parameters": parameters},
+            "artifacts": checks,
+            "model_size_mb": deployed["size_mb"],
+            "parameters": parameters,
+            "reference_accuracy": reference_accuracy,
+            "latency_batch_size": params.export.latency_batch_size,
+        }
+        if model_name != "teacher":
+            with tempfile.TemporaryDirectory() as scratch:  # the teacher, as it would have shipped
+                teacher, teacher_accuracy, teacher_parameters = export_checked(
+                    layout.MODEL, [params.export.deploy], Path(scratch)
+                )
+            document["teacher"] = {
+                **teacher[params.export.deploy],
+                "path": None,
+                "parameters": teacher_parameters,
+                "reference_accuracy": teacher_accuracy,
+            }
+        write_json(layout.EXPORT_METRICS, document)
         write_json(layout.INPUT_EXAMPLE, {"input": splits.x_test[:2].tolist()})
-        records = {}
-        for stage in BEFORE:
-            try:
-                records[stage] = load_record(layout.record_path(stage))
-            except RecordError:
-                continue  # the card says what it knows; the gate fails closed on missing records
+        records = records_so_far(params)
         so_far = check(params.budget, records, deployed["size_mb"], None, [])
         write_text_atomic(
             layout.MODEL_CARD,
@@ -76,12 +103,15 @@ def main() -> None:
                 records,
                 checks,
                 params.export.deploy,
-                float((reference.argmax(1) == splits.y_test).mean()),
+                reference_accuracy,
                 so_far,
                 "The gate stage decides with every record (metrics/gate.json).",
+                model_name,
             ),
         )
-        run.tags.update(deploy_format=params.export.deploy, deploy_artifact=deployed_path.as_posix())
+        run.tags.update(
+            deploy_format=params.export.deploy, deploy_artifact=deployed_path.as_posix(), deploy_model=model_name
+        )
         if params.export.registered_model_name:
             run.tags["registered_model_name"] = params.export.registered_model_name
 

@@ -63,7 +63,7 @@ def test_abort_stops_training_early_and_says_why(project: Path, tool_env: dict[s
     assert record["status"] == "aborted" and record["tags"]["stopped_by"] == "budget_forecast"
     assert 0 < record["energy_kwh"] < 0.6 * record["extra_metrics"]["forecast_energy_kwh"]
     assert record["extra_metrics"]["epochs_run"] < 150
-    assert not (project / "models/model.pt").exists()  # an aborted model is not passed on as trained
+    assert not (project / "models/trained/model.pt").exists()  # an aborted model is not passed on as trained
 
 
 @pytest.mark.integration

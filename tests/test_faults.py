@@ -62,7 +62,7 @@ def test_sigterm_mid_epoch_keeps_the_energy_and_the_next_repro_resumes(project: 
     assert stage.returncode != 0 and "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     record = json.loads((project / "metrics/emissions/train.json").read_text())
     assert record["status"] == "aborted" and record["energy_kwh"] > 0 and record["duration_s"] > 3
-    assert not (project / "models/model.pt").exists()
+    assert not (project / "models/trained/model.pt").exists()
 
     edit_params(project, train={"epochs": 3})
     resumed = run(["dvc", "repro"], project, tool_env)

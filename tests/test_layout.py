@@ -13,23 +13,43 @@ ROOT = Path(__file__).resolve().parent.parent
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
+def definition(stage: str) -> dict:
+    """A stage's body; for a `foreach` stage (distill), the template each of its stages is made from."""
+    return DVC[stage].get("do", DVC[stage])
+
+
 def declared(stage: str) -> set[str]:
     paths: set[str] = set()
     for kind in ("outs", "metrics", "plots"):
-        for entry in DVC[stage].get(kind, []):
+        for entry in definition(stage).get(kind, []):
             paths.add(entry if isinstance(entry, str) else next(iter(entry)))
     return paths
 
 
 def test_stages_in_order() -> None:
-    assert list(DVC) == ["preprocess", "train", "evaluate", "export", "gate"]
+    assert list(DVC) == ["preprocess", "train", "evaluate", "distill", "export", "gate"]
 
 
 def test_every_stage_writes_its_record_and_the_gate_reads_them_all() -> None:
     for stage in DVC:
-        assert layout.record_path(stage).as_posix() in declared(stage)
-        assert f"stages/{stage}.py" in DVC[stage]["deps"]
-    assert budgeted_stages(ROOT / "dvc.yaml") == [s for s in DVC if s != GATE_STAGE]
+        name = layout.distill_stage("${key}") if "foreach" in DVC[stage] else stage
+        assert layout.record_path(name).as_posix() in declared(stage)
+        assert f"stages/{stage}.py" in definition(stage)["deps"]
+    # students are stages made from params, so the gate learns of them from params (tests/test_distill.py)
+    assert budgeted_stages(ROOT / "dvc.yaml") == [s for s in DVC if s not in (GATE_STAGE, "distill")]
+
+
+def test_distillation_paths_are_declared() -> None:
+    assert DVC["distill"]["foreach"] == "${distill.students}"
+    for path in (
+        layout.student_model("${key}"),
+        layout.distill_metrics("${key}"),
+        layout.distill_curves("${key}"),
+    ):
+        assert path.as_posix() in declared("distill"), path
+    # export depends on the folder of trained models, so DVC orders it after every student params define
+    assert layout.TRAINED_DIR.as_posix() in DVC["export"]["deps"]
+    assert layout.MODEL.parent == layout.TRAINED_DIR
 
 
 def test_layout_paths_are_declared() -> None:
@@ -59,6 +79,6 @@ def test_pictures_are_drawn_after_the_execution_not_declared_as_outputs() -> Non
 
 def test_records_are_not_cached_so_git_keeps_them_for_base_comparisons() -> None:
     for stage in DVC:
-        for entry in DVC[stage]["outs"]:
+        for entry in definition(stage)["outs"]:
             if isinstance(entry, dict) and next(iter(entry)).startswith("metrics/"):
                 assert next(iter(entry.values())) == {"cache": False}

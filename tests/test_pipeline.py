@@ -40,7 +40,7 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
         assert record["status"] == "completed"
         assert record["energy_kwh"] > 0, stage
         assert record["methods"]["cpu"].startswith(("estimated:", "measured:"))
-    assert (project / "models/model.pt").is_file()
+    assert (project / "models/trained/model.pt").is_file()
     assert (project / "models/export/model.torchscript.pt").is_file()
     evaluate = json.loads((project / "metrics/evaluate.json").read_text())
     assert 0.5 < evaluate["test_accuracy"] <= 1
@@ -96,9 +96,9 @@ def test_gate_fails_closed_on_a_broken_or_stale_record(project: Path, tool_env: 
     assert missing.returncode == 1 and "missing" in missing.stderr
 
     record.write_text(original)
-    (project / "models/model.pt").write_bytes(b"not the model that was measured")
+    (project / "models/trained/model.pt").write_bytes(b"not the model that was measured")
     stale = run(["carbon-budget", "gate"], project, tool_env, check=False)
-    assert stale.returncode == 1 and "stale record" in stale.stderr and "models/model.pt" in stale.stderr
+    assert stale.returncode == 1 and "stale record" in stale.stderr and "models/trained/model.pt" in stale.stderr
 
 
 def test_failing_stage_still_writes_its_record(project: Path, tool_env: dict[str, str]) -> None:

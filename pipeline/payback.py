@@ -1,0 +1,67 @@
+"""Did distillation pay for its own energy? Plain arithmetic over the records and metrics/export.json.
+
+Distilling costs energy once (the distill stage); a smaller student then saves energy on every prediction.
+The saving per prediction is the latency the student saves against its teacher in the same format
+(measured side by side by the export stage) times the power this machine drew while exporting and scoring
+(the export stage's own record): an estimate for this hardware, labelled as one. Torch-free, for the gate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.layout import distill_stage
+
+
+def distillation_payback(records: dict[str, dict[str, Any]], export: dict[str, Any]) -> dict[str, Any] | None:
+    """Teacher against deployed student, or None when the deployed model is the teacher."""
+    student = export.get("model")
+    teacher, deployed = export.get("teacher"), export.get("deploy")
+    if not student or student == "teacher" or not isinstance(teacher, dict) or not isinstance(deployed, dict):
+        return None
+    distill = records.get(distill_stage(student), {})
+    train = records.get("train", {})
+    scoring = records.get("export", {})
+    batch = max(1, int(export.get("latency_batch_size") or 1))
+    saved_s_per_prediction = (teacher["latency_ms_per_batch"] - deployed["latency_ms_per_batch"]) / 1000 / batch
+    power_kw = scoring["energy_kwh"] * 3600 / scoring["duration_s"] if scoring.get("duration_s") else None
+    saved_kwh = saved_s_per_prediction * power_kw / 3600 if power_kw else None
+    distill_kwh = distill.get("energy_kwh")
+    break_even = distill_kwh / saved_kwh if saved_kwh and saved_kwh > 0 and distill_kwh is not None else None
+    return {
+        "student": student,
+        "teacher_train_kwh": train.get("energy_kwh"),
+        "distill_kwh": distill_kwh,
+        "teacher": {key: teacher.get(key) for key in ("size_mb", "parameters", "accuracy", "latency_ms_per_batch")},
+        "student_model": {
+            key: deployed.get(key) for key in ("size_mb", "parameters", "accuracy", "latency_ms_per_batch")
+        },
+        "saved_kwh_per_prediction": saved_kwh,
+        "break_even_predictions": break_even,
+        "method": "estimated: latency saved x export stage's mean power",
+    }
+
+
+def describe(payback: dict[str, Any]) -> str:
+    """One line for the gate's output and the PR report."""
+    teacher, student = payback["teacher"], payback["student_model"]
+    parts = [
+        f"distillation: student {payback['student']} cost {_wh(payback['distill_kwh'])}"
+        f" (teacher's training {_wh(payback['teacher_train_kwh'])})",
+        f"{teacher['size_mb'] / student['size_mb']:.1f}x smaller" if student["size_mb"] else "",
+        f"accuracy {(student['accuracy'] - teacher['accuracy']) * 100:+.1f} pt",
+        f"{teacher['latency_ms_per_batch'] / student['latency_ms_per_batch']:.1f}x faster"
+        if student["latency_ms_per_batch"]
+        else "",
+    ]
+    predictions = payback["break_even_predictions"]
+    parts.append(
+        f"pays back its energy after ~{predictions:,.0f} predictions (estimated)"
+        if predictions is not None
+        else "never pays back its energy in inference (the student is not faster here)"
+    )
+    return "; ".join(p for p in parts if p)
+
+
+def _wh(kwh: float | None) -> str:
+    return "unknown" if kwh is None else f"{kwh * 1000:.3g} Wh"
