@@ -80,7 +80,9 @@ def check(
     accuracy: float | None,
     problems: list[str],
 ) -> Verdict:
-    """Compare every configured budget with its figure; a figure that is None is a problem, not a pass."""
+    """Compare every configured budget with its figure; a figure that is None is a problem, not a pass.
+
+    Energy and CO2 are always judged; model size and accuracy only when their budget is set."""
     problems = list(problems)
     total = totals(records)
     lines = [
@@ -99,10 +101,11 @@ def check(
                 key = f"budget.stages.{stage}.{attribute}"
                 name = f"{stage} {attribute.rsplit('_', 1)[0]}"
                 lines.append(BudgetLine(name, key, unit, limit, getattr(record, attribute), method))
-    if model_size_mb is None:
-        problems.append("model size unknown: the deployed model artifact is missing")
-    else:
-        lines.append(BudgetLine("model size", "budget.model_size_mb", "MB", budget.model_size_mb, model_size_mb))
+    if budget.model_size_mb is not None:
+        if model_size_mb is None:
+            problems.append("model size unknown: the deployed model artifact is missing")
+        else:
+            lines.append(BudgetLine("model size", "budget.model_size_mb", "MB", budget.model_size_mb, model_size_mb))
     if budget.min_accuracy is not None:
         if accuracy is None:
             problems.append("test accuracy unknown: the evaluate stage's metrics are missing")

@@ -9,10 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.gate import Evidence
 
 # This process loads no pydantic plugins; looking for them scans every installed package's entry points (~40 ms).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
@@ -32,27 +36,50 @@ def main() -> None:
 @main.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
-def gate(params_file: Path, as_json: bool) -> None:
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Then log the execution to MLflow: a parent run, a child per stage (the gate stage `init` adds does this).",
+)
+def gate(params_file: Path, as_json: bool, publish: bool) -> None:
     """Check every stage's emission record against the budgets; exit 1 when over budget or when evidence is missing.
 
-    Reads files only: it changes nothing, and needs neither MLflow nor a rerun.
+    Reads files only: without --publish it changes nothing, and needs neither MLflow nor a rerun.
     """
-    from pipeline.config import load_params
-    from pipeline.gate import judge, render, verdict_document
+    from pipeline import gate as gating
 
+    root = Path.cwd()
     try:
-        params = load_params(params_file)
-        verdict, evidence = judge(params, Path.cwd())
+        verdict, evidence = gating.judge_file(params_file, root)
     except PipelineError as exc:
         _fail(exc)
         return
+    document = gating.verdict_document(verdict, evidence)
     if as_json:
-        click.echo(json.dumps(verdict_document(verdict, evidence), indent=2, sort_keys=True))
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
-        click.echo(render(verdict, evidence.payback), nl=False)
+        click.echo(gating.render(verdict, evidence.payback), nl=False)
+    if publish and evidence.records:
+        _publish(params_file, document, evidence, root)
     if not verdict.passed:
         click.echo("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()), err=True)
         sys.exit(1)
+
+
+def _publish(params_file: Path, document: dict[str, Any], evidence: Evidence, root: Path) -> None:
+    """Log a project's execution the way this pipeline's gate stage does; MLflow being away is a warning, not a
+    verdict (the snapshot waits for `carbon-budget sync`)."""
+    from pipeline import tracking
+    from pipeline.config import MlflowParams, parse_section, read_params_file
+    from pipeline.gate import publish
+
+    try:
+        raw = read_params_file(params_file)
+        experiment = parse_section(raw, "mlflow", MlflowParams, str(params_file)).experiment
+        sections: dict[str, Any] = {name: raw[name] for name in ("budget", "carbon") if name in raw}
+        click.echo(publish(experiment, sections, document, evidence, [], root, [], tracking.tracking_uri()))
+    except PipelineError as exc:
+        click.echo(f"warning: {exc}", err=True)
 
 
 @main.command()
@@ -94,12 +121,11 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
     import os
 
     from pipeline import report as reporting
-    from pipeline.config import load_params
-    from pipeline.gate import budgeted_stages, judge
+    from pipeline.gate import budgeted_stages, judge_file
 
     root = Path.cwd()
     try:
-        verdict, _ = judge(load_params(params_file), root)
+        verdict, _ = judge_file(params_file, root)
         stages = budgeted_stages(root / "dvc.yaml")
         current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
         base, commit = None, None
@@ -121,6 +147,47 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown)
+
+
+@main.command()
+@click.option("--stages", "stage_names", default=None, help="Comma-separated stages to measure (default: every stage).")
+@click.option(
+    "--params",
+    "params_file",
+    default="params.yaml",
+    show_default=True,
+    help="The params file that gets the `budget:` and `carbon:` sections, relative to the project root.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the diff and change nothing.")
+def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
+    """Add a carbon budget to the DVC project in this directory: measure its stages with `carbon-budget track`,
+    add a `carbon_gate` stage that fails `dvc repro` when over budget, and add budget defaults to the params file.
+
+    Keeps the files' comments and order, prints a diff of what it changes, and changes nothing a second time.
+    """
+    from pipeline import scaffold
+
+    names = [n.strip() for n in stage_names.split(",") if n.strip()] if stage_names is not None else None
+    if names == []:
+        raise click.BadParameter("name at least one stage, e.g. --stages train,evaluate", param_hint="--stages")
+    try:
+        plan = scaffold.plan(Path.cwd(), names, params_file)
+    except PipelineError as exc:
+        _fail(exc)
+        return
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    if not plan.changes:
+        click.echo("nothing to change: this project already has its carbon budget")
+        return
+    for change in plan.changes:
+        click.echo(change.diff(), nl=False)
+    if dry_run:
+        click.echo("dry run: nothing written")
+        return
+    scaffold.apply(Path.cwd(), plan)
+    written = ", ".join(change.path.as_posix() for change in plan.changes)
+    click.echo(f"wrote {written}; now run `dvc repro` (the gate prints what each stage cost)")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -151,12 +218,16 @@ def track(stage: str, output: Path | None, params_file: Path, command: tuple[str
     import subprocess
 
     from pipeline.config import load_carbon
+    from pipeline.dvcyaml import running_stage_outputs
     from pipeline.errors import CommandFailed, StageInterrupted
+    from pipeline.layout import record_path
     from pipeline.stage import StageRun
 
     exit_code = 0
     try:
-        with StageRun(stage, load_carbon(params_file), record_file=output) as run:
+        # under `dvc repro` the record names the outputs it paid for, so the gate can tell a stale one
+        outputs = running_stage_outputs(exclude=output or record_path(stage))
+        with StageRun(stage, load_carbon(params_file), outputs=outputs, record_file=output) as run:
             run.tags["command"] = shlex.join(command)[:5000]
             try:
                 child = subprocess.Popen(command)

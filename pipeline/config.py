@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -174,11 +174,20 @@ class StageBudget(_Section):
 
 
 class BudgetParams(_Section):
+    """The budgets the gate judges. Model size and accuracy are judged only when set: a project that ships no
+    model (any DVC project under `carbon-budget track`) has energy and CO2 budgets alone."""
+
     energy_kwh: PositiveFloat
     co2_kg: PositiveFloat
-    model_size_mb: PositiveFloat
+    model_size_mb: PositiveFloat | None = None
     min_accuracy: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     stages: dict[str, StageBudget] = {}
+
+
+class ModelBudgetParams(BudgetParams):
+    """This pipeline always deploys a model, so its size budget is required."""
+
+    model_size_mb: PositiveFloat
 
 
 class MlflowParams(_Section):
@@ -192,7 +201,7 @@ class Params(_Section):
     forecast: ForecastParams = ForecastParams()
     export: ExportParams = ExportParams()
     carbon: CarbonParams = CarbonParams()
-    budget: BudgetParams
+    budget: ModelBudgetParams
     mlflow: MlflowParams = MlflowParams()
     distill: DistillParams = DistillParams()
 
@@ -293,29 +302,39 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
 
 def load_params(path: Path) -> Params:
     """Read and validate params.yaml."""
+    return parse_params(read_params_file(path), source=str(path))
+
+
+SectionT = TypeVar("SectionT", bound=_Section)
+
+
+def read_params_file(path: Path, missing_ok: bool = False) -> dict[str, Any]:
+    """A params file as plain data, for the commands that read single sections of a file they do not own."""
+    if missing_ok and not path.is_file():
+        return {}
     try:
-        raw = parse_yaml(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ParamsError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
-    return parse_params(raw, source=str(path))
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def parse_section(raw: dict[str, Any], name: str, model: type[SectionT], source: str) -> SectionT:
+    """One top-level section validated on its own, so a foreign project's other keys are never judged; an absent
+    section gets the model's defaults (a ParamsError when the model has required keys)."""
+    section = raw.get(name)
+    try:
+        return model.model_validate({} if section is None else section)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe({**err, 'loc': (name, *err['loc'])})}" for err in exc.errors())
+        raise ParamsError(f"{source} is not valid:\n{problems}") from None
 
 
 def load_carbon(path: Path) -> CarbonParams:
     """Only the `carbon:` section, for a project that is not this pipeline (`carbon-budget track`): defaults
     when the file or the section is absent, the same clear message when a value is wrong."""
-    if not path.is_file():
-        return CarbonParams()
-    try:
-        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParamsError(f"cannot read {path}: {exc}") from None
-    section = raw.get("carbon") if isinstance(raw, dict) else None
-    if section is None:
-        return CarbonParams()
-    try:
-        return CarbonParams.model_validate(section)
-    except ValidationError as exc:
-        problems = "\n".join(f"  - carbon.{_describe(dict(err))}" for err in exc.errors())
-        raise ParamsError(f"{path} is not valid:\n{problems}") from None
+    return parse_section(read_params_file(path, missing_ok=True), "carbon", CarbonParams, str(path))

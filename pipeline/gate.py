@@ -1,28 +1,55 @@
 """Gather the evidence the gate judges, from files alone (no torch, no MLflow, no codecarbon).
 
-The stages to account for are the emission records the gate stage depends on in dvc.yaml, so a stage cannot
-drop out of the budget without a visible change to dvc.yaml. Each record must be complete, must say its
+The stages to account for are the emission records the gate stage depends on in dvc.yaml (this pipeline's
+`gate`, or the `carbon_gate` that `carbon-budget init` adds to any project), so a stage cannot drop out of the
+budget without a visible change to dvc.yaml. Each record must be complete, must say its
 stage completed, and must belong to today's outputs and params: a stale record from an earlier run cannot
 vouch for a new model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline import layout
 from pipeline.budgets import Verdict, check, totals
-from pipeline.config import Params
+from pipeline.config import BudgetParams, Params, load_params, parse_section, read_params_file
+from pipeline.dvcyaml import entry_path, read_stages
 from pipeline.errors import PipelineError, RecordError
-from pipeline.files import parse_yaml, read_json
+from pipeline.files import read_json
 from pipeline.payback import describe, distillation_payback
 from pipeline.records import EmissionRecord, file_md5, load_record
 
-GATE_STAGE = "gate"
+GATE_STAGE = "gate"  # this pipeline's own gate stage
+INIT_GATE_STAGE = "carbon_gate"  # the one `carbon-budget init` adds to any project: unlikely to be taken already
+GATE_STAGES = (INIT_GATE_STAGE, GATE_STAGE)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a project's params ask the gate to judge. This pipeline's params say everything; a project that only
+    went through `carbon-budget init` has a budget alone, so no model, no students and none of our sections."""
+
+    budget: BudgetParams
+    section_now: Callable[[str], dict[str, Any] | None]  # a recorded section's value today; None once it is gone
+    owed_stages: tuple[str, ...] = ()  # records params owe beyond dvc.yaml: the students DVC makes with foreach
+    deployed_model: str = "teacher"  # the model whose accuracy is judged: 'teacher' or a student
+
+    @classmethod
+    def of_pipeline(cls, params: Params) -> Scope:
+        return cls(
+            params.budget,
+            lambda name: params.section(name) if params.has_section(name) else None,
+            tuple(params.distill.stage_names()),
+            params.deployed_model(),
+        )
+
+    @classmethod
+    def of_project(cls, budget: BudgetParams) -> Scope:
+        return cls(budget, lambda _name: None)
 
 
 @dataclass(frozen=True)
@@ -36,26 +63,31 @@ class Evidence:
     payback: dict[str, Any] | None = None
 
 
+def gate_stage(dvc_yaml: Path) -> tuple[str, dict[str, Any]]:
+    """The gate stage and its name: `carbon_gate` when `carbon-budget init` added one, else this pipeline's."""
+    stages = read_stages(dvc_yaml)
+    for name in GATE_STAGES:
+        if isinstance(stages.get(name), dict):
+            return name, stages[name]
+    expected = " or ".join(repr(name) for name in GATE_STAGES)
+    raise PipelineError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
+
+
 def budgeted_stages(dvc_yaml: Path) -> list[str]:
     """Stages whose records the gate stage depends on, in dvc.yaml order."""
-    try:
-        stages = (parse_yaml(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise PipelineError(f"cannot read {dvc_yaml}: {exc}") from None
-    gate = stages.get(GATE_STAGE)
-    if not isinstance(gate, dict):
-        raise PipelineError(f"{dvc_yaml} has no {GATE_STAGE!r} stage")
+    _, gate = gate_stage(dvc_yaml)
     prefix = layout.RECORDS_DIR.as_posix() + "/"
-    names = [d[len(prefix) : -len(".json")] for d in gate.get("deps", []) if str(d).startswith(prefix)]
+    deps = [entry_path(d) for d in gate.get("deps") or []]
+    names = [d[len(prefix) : -len(".json")] for d in deps if d.startswith(prefix) and d.endswith(".json")]
     if not names:
-        raise PipelineError(f"the {GATE_STAGE!r} stage in {dvc_yaml} depends on no emission record under {prefix}")
+        raise PipelineError(f"the gate stage in {dvc_yaml} depends on no emission record under {prefix}")
     return names
 
 
-def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[str]:
+def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path) -> list[str]:
     reasons = []
     for section, used in record.params.items():
-        if not params.has_section(section) or params.section(section) != used:
+        if scope.section_now(section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
     for output, digest in record.outputs.items():
         path = root / output
@@ -66,23 +98,23 @@ def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[s
     return reasons
 
 
-def _number(path: Path, key: str, problems: list[str]) -> Any:
+def _figure(path: Path, key: str, problems: list[str], required: bool) -> Any:
+    """A figure from a metrics file; missing or unreadable is a problem only when a budget needs it."""
     try:
-        value = read_json(path)[key]
+        return read_json(path)[key]
     except FileNotFoundError:
-        problems.append(f"{path}: missing")
-        return None
+        reason = "missing"
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        problems.append(f"{path}: unreadable or lacks {key!r} ({exc})")
-        return None
-    return value
+        reason = f"unreadable or lacks {key!r} ({exc})"
+    if required:
+        problems.append(f"{path}: {reason}")
+    return None
 
 
-def gather(params: Params, root: Path) -> Evidence:
+def gather(scope: Scope, root: Path) -> Evidence:
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
-    # students are stages DVC makes from params (foreach), so params, not dvc.yaml, say which records they owe
-    for stage in [*budgeted_stages(root / "dvc.yaml"), *params.distill.stage_names()]:
+    for stage in [*budgeted_stages(root / "dvc.yaml"), *scope.owed_stages]:
         path = layout.record_path(stage)
         try:
             record = load_record(root / path)
@@ -91,10 +123,11 @@ def gather(params: Params, root: Path) -> Evidence:
             continue
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        for reason in _stale_reasons(record, params, root):
+        for reason in _stale_reasons(record, scope, root):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
-    export = _number(root / layout.EXPORT_METRICS, "deploy", problems)
+    size_required = scope.budget.model_size_mb is not None
+    export = _figure(root / layout.EXPORT_METRICS, "deploy", problems, size_required)
     size_mb = parameters = deploy_path = None
     if isinstance(export, dict) and isinstance(export.get("path"), str):
         deploy_path = export["path"]
@@ -102,24 +135,65 @@ def gather(params: Params, root: Path) -> Evidence:
         if artifact.is_file():
             size_mb = artifact.stat().st_size / 1e6
             parameters = export.get("parameters")
-        else:
+        elif size_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
-    if params.deployed_model() == "teacher":
-        accuracy = _number(root / layout.EVALUATE_METRICS, "test_accuracy", problems)
+    payback = None
+    if scope.deployed_model == "teacher":
+        accuracy_required = scope.budget.min_accuracy is not None
+        accuracy = _figure(root / layout.EVALUATE_METRICS, "test_accuracy", problems, accuracy_required)
     else:  # the accuracy budget holds for the model that ships: the student, as exported
         accuracy = export.get("accuracy") if isinstance(export, dict) else None
-    payback = None
-    if params.deployed_model() != "teacher" and isinstance(export, dict):
-        export_document = read_json(root / layout.EXPORT_METRICS)
-        payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, export_document)
+        if isinstance(export, dict):
+            export_document = read_json(root / layout.EXPORT_METRICS)
+            payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, export_document)
     return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
 
 
-def judge(params: Params, root: Path) -> tuple[Verdict, Evidence]:
-    evidence = gather(params, root)
+def judge(scope: Scope, root: Path) -> tuple[Verdict, Evidence]:
+    evidence = gather(scope, root)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
-    verdict = check(params.budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
+    verdict = check(scope.budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
     return verdict, evidence
+
+
+def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
+    """`carbon-budget gate` and `report`. In this pipeline, params.yaml is validated whole, as its stages read it;
+    in a project with the `carbon_gate` stage `init` adds, only its `budget:` section is read, so the project's
+    own keys are never judged."""
+    name, _ = gate_stage(root / "dvc.yaml")
+    if name == GATE_STAGE:
+        return judge(Scope.of_pipeline(load_params(params_file)), root)
+    budget = parse_section(read_params_file(params_file), "budget", BudgetParams, str(params_file))
+    return judge(Scope.of_project(budget), root)
+
+
+def publish(
+    experiment: str,
+    params: dict[str, Any],
+    document: dict[str, Any],
+    evidence: Evidence,
+    own_records: list[EmissionRecord],
+    root: Path,
+    pictures: list[Path],
+    uri: str,
+) -> str:
+    """Freeze the execution into the outbox, then hand it to MLflow (a parent run, a child per stage); returns the
+    line saying where its runs are. MLflow is imported only here, and only by the process that publishes.
+
+    Raises PublishError naming the kept snapshot when MLflow did not take it: the verdict never waits on MLflow.
+    """
+    from pipeline import tracking
+
+    folder = tracking.write_snapshot(
+        experiment, params, document, list(evidence.records.values()), own_records, root, pictures
+    )
+    try:
+        published = tracking.deliver(folder, uri)
+    except tracking.PublishError as exc:
+        raise tracking.PublishError(
+            f"{exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back"
+        ) from None
+    return f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}"
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:

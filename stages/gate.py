@@ -8,7 +8,7 @@ from pipeline import layout, tracking
 from pipeline.config import PARAMS_FILE, load_params
 from pipeline.errors import BudgetExceeded
 from pipeline.files import write_csv, write_json
-from pipeline.gate import judge, plot_rows, render, verdict_document
+from pipeline.gate import Scope, judge, plot_rows, publish, render, verdict_document
 from pipeline.stage import StageRun, stage_main
 
 OUTPUTS = [layout.GATE_METRICS, layout.ENERGY_PER_STAGE, layout.EFFICIENCY]
@@ -19,7 +19,7 @@ def main() -> None:
     work_dir = Path.cwd()
     uri = tracking.tracking_uri()
     with StageRun("gate", params, ("budget",), outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]) as run:
-        verdict, evidence = judge(params, work_dir)
+        verdict, evidence = judge(Scope.of_pipeline(params), work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         per_stage, efficiency = plot_rows(document)
@@ -28,22 +28,13 @@ def main() -> None:
         print(render(verdict, evidence.payback))
     assert run.record is not None
     all_params = {name: params.section(name) for name in type(params).model_fields}
-    folder = tracking.write_snapshot(
-        params.mlflow.experiment,
-        all_params,
-        document,
-        list(evidence.records.values()),
-        [run.record],
-        work_dir,
-        [layout.ENERGY_PNG],
-    )
+    own = [run.record]
     try:
-        published = tracking.deliver(folder, uri)
-        print(f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}")
-    except tracking.PublishError as exc:
         print(
-            f"warning: {exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back", file=sys.stderr
+            publish(params.mlflow.experiment, all_params, document, evidence, own, work_dir, [layout.ENERGY_PNG], uri)
         )
+    except tracking.PublishError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
     if not verdict.passed:
         raise BudgetExceeded("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()))
 

@@ -91,3 +91,9 @@ def test_stage_budget_without_record_is_a_failure() -> None:
 def test_mixed_methods_are_reported_as_mixed() -> None:
     records = {"a": record("a", 0.1), "b": record("b", 0.1, cpu="measured:rapl")}
     assert totals(records).method == "mixed"
+
+
+def test_a_budget_without_model_judges_energy_and_co2_alone() -> None:
+    budget = BudgetParams(energy_kwh=1.0, co2_kg=1.0)
+    verdict = check(budget, {"a": record("a", 0.5)}, model_size_mb=None, accuracy=None, problems=[])
+    assert verdict.passed and [line.key for line in verdict.lines] == ["budget.energy_kwh", "budget.co2_kg"]

@@ -107,3 +107,9 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     broken.write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(broken)
+
+
+def test_this_pipeline_requires_a_model_size_budget() -> None:
+    raw = base()
+    del raw["budget"]["model_size_mb"]
+    assert "missing key budget.model_size_mb" in message_for(raw)

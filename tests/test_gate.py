@@ -1,0 +1,53 @@
+"""The gate on files alone: it judges what the budget asks for, in this pipeline or any DVC project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.gate import budgeted_stages, judge_file
+from pipeline.records import save_record
+from tests.test_budgets import record
+
+FOREIGN_DVC = """\
+stages:
+  sort:
+    cmd: carbon-budget track --stage sort -- sort in.txt -o out.txt
+  gate:
+    cmd: ./their-own-check
+  carbon_gate:
+    cmd: carbon-budget gate
+    deps:
+      - metrics/emissions/sort.json
+"""
+
+
+def foreign_project(root: Path, budget: str) -> Path:
+    (root / "dvc.yaml").write_text(FOREIGN_DVC)
+    (root / "params.yaml").write_text(f"train:\n  lr: fast   # the project's own keys are not ours to judge\n{budget}")
+    save_record(root / "metrics/emissions/sort.json", record("sort", 0.001))
+    return root
+
+
+def test_carbon_gate_is_preferred_to_a_stage_merely_named_gate(tmp_path: Path) -> None:
+    assert budgeted_stages(foreign_project(tmp_path, "") / "dvc.yaml") == ["sort"]
+
+
+def test_no_model_no_model_checks(tmp_path: Path) -> None:
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    verdict, evidence = judge_file(root / "params.yaml", root)
+    assert verdict.passed and evidence.model_size_mb is None and evidence.accuracy is None
+
+
+def test_model_budgets_set_without_their_metrics_fail_closed(tmp_path: Path) -> None:
+    root = foreign_project(
+        tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n  model_size_mb: 1\n  min_accuracy: 0.9\n"
+    )
+    verdict, _ = judge_file(root / "params.yaml", root)
+    failures = "\n".join(verdict.failures())
+    assert not verdict.passed and "metrics/export.json: missing" in failures and "metrics/evaluate.json" in failures
+
+
+def test_over_budget_names_the_key(tmp_path: Path) -> None:
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.0001\n  co2_kg: 0.01\n")
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert verdict.failures() == ["energy (total): 0.001 kWh > budget 0.0001 kWh (params.yaml budget.energy_kwh)"]
