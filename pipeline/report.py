@@ -315,6 +315,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("| figure | this change | base | change | budget |")
     lines.append("|---|---:|---:|---:|---:|")
     for name, entry in report["totals"].items():
+        if entry["current"] is None and entry["base"] is None and "budget" not in entry:
+            continue  # a project without a model has no size or accuracy to show
         fmt = FORMATS[name]
         budget = fmt(entry["budget"]) if "budget" in entry else ""
         if name == "test_accuracy" and budget:

@@ -61,3 +61,12 @@ def test_base_without_records_says_so() -> None:
     markdown = render_markdown(report)
     assert "over budget" in markdown and "has no emission records yet" in markdown
     assert report["totals"]["energy_kwh"]["delta"] is None
+
+
+def test_a_project_without_a_model_gets_no_empty_model_rows() -> None:
+    record = {"energy_kwh": 1e-5, "co2_kg": 4e-6, "duration_s": 1.0, "methods": {}}
+    tracked = Side("work tree", {"budget": {"energy_kwh": 0.01}}, {"sort": record})
+    markdown = render_markdown(compare(tracked, None, Verdict([])))
+    assert "| energy |" in markdown and "| sort |" in markdown
+    for label in ("model size", "parameters", "test accuracy", "accuracy per kWh"):
+        assert f"| {label} |" not in markdown
