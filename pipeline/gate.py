@@ -19,6 +19,7 @@ from pipeline.budgets import Verdict, check, totals
 from pipeline.config import Params
 from pipeline.errors import PipelineError, RecordError
 from pipeline.files import parse_yaml, read_json
+from pipeline.lockfile import Lock, load_lock
 from pipeline.payback import describe, distillation_payback
 from pipeline.records import EmissionRecord, file_md5, load_record
 
@@ -52,8 +53,8 @@ def budgeted_stages(dvc_yaml: Path) -> list[str]:
     return names
 
 
-def _stale_reasons(record: EmissionRecord, params: Params, root: Path) -> list[str]:
-    reasons = []
+def _stale_reasons(record: EmissionRecord, params: Params, root: Path, lock: Lock | None) -> list[str]:
+    reasons = lock.changed_inputs(record.stage, root) if lock else []
     for section, used in record.params.items():
         if not params.has_section(section) or params.section(section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
@@ -81,6 +82,11 @@ def _number(path: Path, key: str, problems: list[str]) -> Any:
 def gather(params: Params, root: Path) -> Evidence:
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
+    try:
+        lock: Lock | None = load_lock(root)
+    except RecordError as exc:
+        problems.append(str(exc))
+        lock = None
     # students are stages DVC makes from params (foreach), so params, not dvc.yaml, say which records they owe
     for stage in [*budgeted_stages(root / "dvc.yaml"), *params.distill.stage_names()]:
         path = layout.record_path(stage)
@@ -89,9 +95,11 @@ def gather(params: Params, root: Path) -> Evidence:
         except RecordError as exc:
             problems.append(str(exc))
             continue
+        if record.stage != stage:
+            problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        for reason in _stale_reasons(record, params, root):
+        for reason in _stale_reasons(record, params, root, lock):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
     export = _number(root / layout.EXPORT_METRICS, "deploy", problems)
