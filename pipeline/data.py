@@ -151,7 +151,7 @@ def load_dataset(params: DataParams, root: Path) -> Dataset:
     classes = np.unique(data.labels)
     if len(classes) < 2:
         raise DataError(
-            f"{data.origin}: {data.label_origin} holds a single class ({classes[0]!r} in all {len(data.labels)}"
+            f"{data.origin}: {data.label_origin} holds a single class ({str(classes[0])!r} in all {len(data.labels)}"
             " rows): a classifier needs at least two"
         )
     return data
