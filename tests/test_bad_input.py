@@ -11,6 +11,7 @@ from git and the DVC cache.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import shutil
@@ -22,10 +23,8 @@ from subprocess import CompletedProcess
 import pytest
 
 from pipeline.records import file_md5
-from tests.conftest import copy_project, edit_params, run, tool_environment
+from tests.conftest import ROOT, copy_project, edit_params, run, tool_environment
 from tests.test_layout import declared
-
-pytestmark = pytest.mark.integration
 
 GENERATED = ("data", "models", "metrics", "plots", "dvc.lock")
 # These tests are about files: no worker, and MLflow refused at once (the gate warns and keeps its snapshot).
@@ -328,6 +327,7 @@ def broken_copy(built: tuple[Path, dict[str, str]], tmp_path: Path, case: Case) 
     return repo
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", ROWS)
 def test_bad_input_gets_one_clear_message_and_overwrites_nothing(
     case: Case, built: tuple[Path, dict[str, str]], tmp_path: Path, tool_env: dict[str, str]
@@ -338,6 +338,7 @@ def test_bad_input_gets_one_clear_message_and_overwrites_nothing(
     assert_nothing_overwritten(repo, built[1], case, deleted=set())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("row", ["params-unknown-export-format", "data-single-class"])
 def test_dvc_repro_stops_at_the_stage_and_what_it_deleted_comes_back(
     row: str, built: tuple[Path, dict[str, str]], tmp_path: Path, tool_env: dict[str, str]
@@ -355,3 +356,20 @@ def test_dvc_repro_stops_at_the_stage_and_what_it_deleted_comes_back(
     run(["git", "checkout", "--", "."], repo, env)  # the input put right; metrics and records from git
     run(["dvc", "checkout", "--force"], repo, env)  # splits, model and artifacts from the DVC cache
     assert snapshot(repo) == built[1]
+
+
+def test_no_file_is_ever_unpickled() -> None:
+    """A model or data file may come from anywhere: torch.load only with weights_only=True, np.load only with
+    allow_pickle=False, and no pickle module imported at all."""
+    for path in sorted([*ROOT.glob("pipeline/*.py"), *ROOT.glob("stages/*.py"), *ROOT.glob("benchmarks/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not {"pickle", "cloudpickle", "dill", "joblib"} & set(names), f"{path}:{node.lineno}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+                owner = ast.unparse(node.func.value)
+                options = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                if owner == "torch":
+                    assert options.get("weights_only") == "True", f"{path}:{node.lineno}"
+                if owner in ("np", "numpy"):
+                    assert options.get("allow_pickle") == "False", f"{path}:{node.lineno}"

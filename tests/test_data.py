@@ -122,3 +122,12 @@ def test_splits_round_trip_and_a_truncated_file_is_a_clear_error(tmp_path: Path)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(DataError, match="rerun the preprocess stage"):
         load_splits(path)
+
+
+def test_a_link_inside_the_project_to_a_file_outside_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "secret.csv").write_text("x,label\n1,a\n2,b\n")
+    (project / "d.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(DataError, match="points outside the project"):
+        load_dataset(DataParams(source="csv", path="d.csv"), project)
