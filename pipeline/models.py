@@ -120,7 +120,8 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise ModelError(
             f"{path}: model file cannot be loaded: it is truncated, corrupt or not saved by this pipeline"
-            f" ({_first_sentence(exc)}); rebuild it with `dvc repro train` or restore it with `dvc checkout {path}`"
+            f" ({_first_sentence(exc)}); rebuild it with `dvc repro train`"
+            f" or restore it with `dvc checkout --force {path}`"
         ) from None
     model.eval()
     return model, config

@@ -174,7 +174,7 @@ ROWS = [
         Case(
             write("models/model.pt", lambda good: good[: len(good) // 2]),
             AS_DVC_RUNS_IT,
-            ("models/model.pt", "cannot be loaded", "truncated", "dvc checkout models/model.pt"),
+            ("models/model.pt", "cannot be loaded", "truncated", "dvc checkout --force models/model.pt"),
             "evaluate",
             "models/model.pt",
         ),
