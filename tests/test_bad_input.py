@@ -22,6 +22,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from pipeline import layout
 from pipeline.records import file_md5
 from tests.conftest import ROOT, copy_project, edit_params, run, tool_environment
 from tests.test_layout import declared
@@ -79,13 +80,14 @@ def write(path: str, content: Callable[[bytes], bytes]) -> Callable[[Path], None
 
 def record_field(**fields: object) -> Callable[[Path], None]:
     def breaks(repo: Path) -> None:
-        path = repo / "metrics/emissions/train.json"
+        path = repo / TRAIN_RECORD
         path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
 
     return breaks
 
 
-TRAIN_RECORD = "metrics/emissions/train.json"
+TRAIN_RECORD = layout.record_path("train").as_posix()
+MODEL = layout.MODEL.as_posix()
 ROWS = [
     pytest.param(
         Case(params(train={"epoch": 3}), AS_DVC_RUNS_IT, ("unknown key train.epoch", "epochs, batch_size"), "train"),
@@ -172,21 +174,21 @@ ROWS = [
     ),
     pytest.param(
         Case(
-            write("models/model.pt", lambda good: good[: len(good) // 2]),
+            write(MODEL, lambda good: good[: len(good) // 2]),
             AS_DVC_RUNS_IT,
-            ("models/model.pt", "cannot be loaded", "truncated", "dvc checkout --force models/model.pt"),
+            (MODEL, "cannot be loaded", "truncated", f"dvc checkout --force {MODEL}"),
             "evaluate",
-            "models/model.pt",
+            MODEL,
         ),
         id="model-truncated-evaluate",
     ),
     pytest.param(
         Case(
-            write("models/model.pt", lambda _: b"not a model at all"),
+            write(MODEL, lambda _: b"not a model at all"),
             AS_DVC_RUNS_IT,
-            ("models/model.pt", "cannot be loaded", "dvc repro train"),
+            (MODEL, "cannot be loaded", "dvc repro train"),
             "export",
-            "models/model.pt",
+            MODEL,
         ),
         id="model-garbage-export",
     ),
@@ -245,10 +247,10 @@ ROWS = [
     ),
     pytest.param(
         Case(
-            lambda repo: (repo / "models/model.pt").unlink(),
+            lambda repo: (repo / MODEL).unlink(),
             GATE,
-            ("train.json: stale record", "models/model.pt is missing"),
-            bad_file="models/model.pt",
+            ("train.json: stale record", f"{MODEL} is missing"),
+            bad_file=MODEL,
         ),
         id="model-missing-gate",
     ),
