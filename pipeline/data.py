@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import gzip
 import importlib.util
+import io
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +20,20 @@ import numpy as np
 
 from pipeline.config import DataParams
 from pipeline.errors import DataError
+from pipeline.files import write_bytes_atomic
 
 DIGITS_IMAGE_SHAPE = (1, 8, 8)
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """Features and labels as loaded, with the words that name them in a message (`data.csv`, `column 'label'`)."""
+
     features: np.ndarray
     labels: np.ndarray
     image_shape: tuple[int, ...] | None
+    origin: str
+    label_origin: str
 
 
 @dataclass(frozen=True)
@@ -52,76 +59,101 @@ def _digits() -> Dataset:
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
     with gzip.open(path, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",")
-    return Dataset(table[:, :-1], table[:, -1].astype(np.int64).astype(str), DIGITS_IMAGE_SHAPE)
+    labels = table[:, -1].astype(np.int64).astype(str)
+    return Dataset(table[:, :-1], labels, DIGITS_IMAGE_SHAPE, "scikit-learn's digits", "its target")
 
 
-def _csv(path: Path, label_column: str) -> Dataset:
+def _csv(path: Path, name: str, label_column: str) -> Dataset:
+    """`name` is the path as params.yaml writes it: messages speak the user's words, not an absolute path."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
     except OSError as exc:
-        raise DataError(f"cannot read data.path {path}: {exc.strerror}") from None
+        raise DataError(f"cannot read data.path {name}: {exc.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"data.path {name} is not a CSV text file in UTF-8 ({exc})") from None
     if not rows or not rows[0]:
-        raise DataError(f"{path} is empty: expected a header row and data rows")
+        raise DataError(f"{name} is empty: expected a header row and data rows")
     header, body = rows[0], [r for r in rows[1:] if r]
     if label_column not in header:
         raise DataError(
-            f"{path} has no label column {label_column!r} (data.label_column); columns are: {', '.join(header)}"
+            f"{name} has no label column {label_column!r} (data.label_column); columns are: {', '.join(header)}"
         )
     if not body:
-        raise DataError(f"{path} has a header but no data rows")
+        raise DataError(f"{name} has a header but no data rows")
     label_at = header.index(label_column)
     feature_names = [h for i, h in enumerate(header) if i != label_at]
     features = np.empty((len(body), len(feature_names)), dtype=np.float64)
     labels = []
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise DataError(f"{path}:{line}: expected {len(header)} fields, found {len(row)}")
+            raise DataError(f"{name}:{line}: expected {len(header)} fields, found {len(row)}")
         labels.append(row[label_at].strip())
         for col, value in enumerate(v for i, v in enumerate(row) if i != label_at):
+            where = f"{name}:{line}: feature {feature_names[col]!r}"
             try:
-                features[line - 2, col] = float(value)
+                number = float(value)
             except ValueError:
-                raise DataError(f"{path}:{line}: feature {feature_names[col]!r} is not numeric ({value!r})") from None
-    return Dataset(features, np.array(labels), None)
+                raise DataError(
+                    f"{where} is not numeric ({value!r}); every column but {label_column!r} (data.label_column)"
+                    " must hold numbers"
+                ) from None
+            if not math.isfinite(number):
+                raise DataError(
+                    f"{where} is NaN or infinite ({value!r}); features must be finite: fill or drop the row"
+                )
+            features[line - 2, col] = number
+    return Dataset(features, np.array(labels), None, name, f"column {label_column!r} (data.label_column)")
 
 
-def _npz(path: Path) -> Dataset:
+def _npz(path: Path, name: str) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "X" not in archive or "y" not in archive:
-                raise DataError(f"{path} must hold arrays 'X' and 'y'; it holds {', '.join(archive.files)}")
+                raise DataError(f"{name} must hold arrays 'X' and 'y'; it holds {', '.join(archive.files)}")
             features, labels = archive["X"], archive["y"]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} as .npz: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read data.path {name} as .npz: {exc}") from None
     if features.ndim < 2 or len(features) != len(labels):
-        raise DataError(f"{path}: X must be (samples, features...) with one label in y per sample")
+        raise DataError(f"{name}: X must be (samples, features...) with one label in y per sample")
     image_shape = tuple(features.shape[1:]) if features.ndim > 2 else None
     if image_shape is not None and len(image_shape) == 2:
         image_shape = (1, *image_shape)
     flat = features.reshape(len(features), -1)
     if not np.issubdtype(flat.dtype, np.number):
-        raise DataError(f"{path}: X must be numeric, found dtype {flat.dtype}")
-    return Dataset(flat.astype(np.float64), labels.astype(str), image_shape)
+        raise DataError(f"{name}: X must be numeric, found dtype {flat.dtype}")
+    return Dataset(flat.astype(np.float64), labels.astype(str), image_shape, name, "array 'y'")
 
 
 def load_dataset(params: DataParams, root: Path) -> Dataset:
-    """Load the configured source; every problem a user can cause is a DataError naming the file."""
+    """Load the configured source; every problem a user can cause is a DataError naming the file.
+
+    Nothing is written here: the stage saves splits only once the data have passed every check.
+    """
     if params.source == "digits":
         data = _digits()
     else:
         assert params.path is not None  # guaranteed by DataParams validation
         path = (root / params.path).resolve()
         if not path.is_relative_to(root.resolve()):
-            raise DataError(f"data.path {params.path!r} points outside the project")
-        data = _csv(path, params.label_column) if params.source == "csv" else _npz(path)
+            raise DataError(
+                f"data.path {params.path!r} points outside the project: name a file inside it, relative to its root"
+            )
+        data = _csv(path, params.path, params.label_column) if params.source == "csv" else _npz(path, params.path)
     if data.features.shape[1] == 0:
-        raise DataError("the data set has no feature columns")
-    if not np.isfinite(data.features).all():
-        bad = int((~np.isfinite(data.features)).any(axis=1).sum())
-        raise DataError(f"the data set has NaN or infinite feature values in {bad} rows")
-    if len(np.unique(data.labels)) < 2:
-        raise DataError("the data set has a single class: a classifier needs at least two")
+        raise DataError(f"{data.origin} has no feature columns")
+    bad_rows = np.flatnonzero(~np.isfinite(data.features).all(axis=1))
+    if len(bad_rows):
+        raise DataError(
+            f"{data.origin}: sample {bad_rows[0]} has NaN or infinite features ({len(bad_rows)} samples in all);"
+            " features must be finite numbers"
+        )
+    classes = np.unique(data.labels)
+    if len(classes) < 2:
+        raise DataError(
+            f"{data.origin}: {data.label_origin} holds a single class ({str(classes[0])!r} in all {len(data.labels)}"
+            " rows): a classifier needs at least two"
+        )
     return data
 
 
@@ -177,9 +209,10 @@ def prepare(data: Dataset, params: DataParams) -> Splits:
 
 
 def save_splits(splits: Splits, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Written whole or not at all (atomic rename): a crash never leaves a half archive for train to read."""
+    buffer = io.BytesIO()
     np.savez(
-        path,
+        buffer,
         x_train=splits.x_train,
         y_train=splits.y_train,
         x_val=splits.x_val,
@@ -191,6 +224,7 @@ def save_splits(splits: Splits, path: Path) -> None:
         classes=np.array(splits.classes),
         image_shape=np.array(splits.image_shape or (), dtype=np.int64),
     )
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_splits(path: Path) -> Splits:
@@ -209,5 +243,5 @@ def load_splits(path: Path) -> Splits:
                 a["std"],
                 shape or None,
             )
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read processed data {path} ({exc}); rerun the preprocess stage") from None

@@ -20,6 +20,7 @@ from pipeline.config import BudgetParams, Params, load_params, parse_section, re
 from pipeline.dvcyaml import entry_path, read_stages
 from pipeline.errors import PipelineError, RecordError
 from pipeline.files import read_json
+from pipeline.lockfile import Lock, load_lock
 from pipeline.payback import describe, distillation_payback
 from pipeline.records import EmissionRecord, file_md5, load_record
 
@@ -84,8 +85,8 @@ def budgeted_stages(dvc_yaml: Path) -> list[str]:
     return names
 
 
-def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path) -> list[str]:
-    reasons = []
+def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path, lock: Lock | None) -> list[str]:
+    reasons = lock.changed_inputs(record.stage, root) if lock else []
     for section, used in record.params.items():
         if scope.section_now(section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
@@ -114,6 +115,11 @@ def _figure(path: Path, key: str, problems: list[str], required: bool) -> Any:
 def gather(scope: Scope, root: Path) -> Evidence:
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
+    try:
+        lock: Lock | None = load_lock(root)
+    except RecordError as exc:
+        problems.append(str(exc))
+        lock = None
     for stage in [*budgeted_stages(root / "dvc.yaml"), *scope.owed_stages]:
         path = layout.record_path(stage)
         try:
@@ -121,9 +127,11 @@ def gather(scope: Scope, root: Path) -> Evidence:
         except RecordError as exc:
             problems.append(str(exc))
             continue
+        if record.stage != stage:
+            problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        for reason in _stale_reasons(record, scope, root):
+        for reason in _stale_reasons(record, scope, root, lock):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
     size_required = scope.budget.model_size_mb is not None

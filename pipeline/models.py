@@ -5,6 +5,7 @@ Saving plain data (no pickled classes) is what lets every load use `weights_only
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from torch import nn
 
 from pipeline.config import ModelParams
 from pipeline.errors import ModelError
+from pipeline.files import write_bytes_atomic
 
 
 class MLP(nn.Module):
@@ -93,9 +95,17 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def save_model(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Written whole or not at all (atomic rename): an interrupted save never leaves half a model behind."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": config, "state_dict": state}, path)
+    buffer = io.BytesIO()
+    torch.save({"config": config, "state_dict": state}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _first_sentence(exc: Exception) -> str:
+    """torch's messages run to paragraphs (one advises turning weights_only off); the first sentence says enough."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text.split('. ')[0][:160]}" if text else type(exc).__name__
 
 
 def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -108,6 +118,10 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     except FileNotFoundError:
         raise ModelError(f"{path}: model file is missing (run the train stage)") from None
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ModelError(f"{path}: model file cannot be loaded ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{path}: model file cannot be loaded: it is truncated, corrupt or not saved by this pipeline"
+            f" ({_first_sentence(exc)}); rebuild it with `dvc repro train`"
+            f" or restore it with `dvc checkout --force {path}`"
+        ) from None
     model.eval()
     return model, config

@@ -67,13 +67,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("carbon-budget-cache")
 
 
-@pytest.fixture
-def tool_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+def tool_environment(scratch: Path, cache_dir: Path) -> dict[str, str]:
     """The environment a user's shell would give dvc: this venv first on PATH, no tracking server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "CODECARBON_"))}
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site-cache"),
+        DVC_SITE_CACHE_DIR=str(scratch / "dvc-site-cache"),
         CARBON_BUDGET_CACHE_DIR=str(cache_dir),
         GIT_AUTHOR_NAME="test",
         GIT_AUTHOR_EMAIL="test@example.com",
@@ -85,15 +84,23 @@ def tool_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, tool_env: dict[str, str]) -> Iterator[Path]:
+def tool_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+    return tool_environment(tmp_path, cache_dir)
+
+
+def copy_project(repo: Path, env: dict[str, str]) -> Path:
     """A copy of this project in a fresh git repo, with tiny params so a full `dvc repro` takes seconds."""
-    repo = tmp_path / "project"
     for name in project_files():
         target = repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
-    run(["git", "init", "-q"], repo, tool_env)
+    run(["git", "init", "-q"], repo, env)
     edit_params(repo, train={"epochs": 3}, budget={"min_accuracy": 0.5})
-    run(["git", "add", "-A"], repo, tool_env)
-    run(["git", "commit", "-qm", "base"], repo, tool_env)
-    yield repo
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "base"], repo, env)
+    return repo
+
+
+@pytest.fixture
+def project(tmp_path: Path, tool_env: dict[str, str]) -> Iterator[Path]:
+    yield copy_project(tmp_path / "project", tool_env)

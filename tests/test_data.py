@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from pipeline.config import DataParams
-from pipeline.data import load_dataset, prepare, stratified_split
+from pipeline.data import load_dataset, load_splits, prepare, save_splits, stratified_split
 from pipeline.errors import DataError
 
 
@@ -85,3 +85,49 @@ def test_npz_source(tmp_path: Path) -> None:
 def test_path_outside_the_project_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="outside the project"):
         load_dataset(DataParams(source="csv", path="../elsewhere.csv"), tmp_path)
+
+
+def test_messages_name_the_file_as_params_writes_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as caught:
+        load_dataset(write_csv(tmp_path, "x,label\n1,a\n2,a\n"), tmp_path)
+    message = str(caught.value)
+    assert message.startswith("d.csv: column 'label' (data.label_column) holds a single class ('a' in all 2 rows)")
+    assert str(tmp_path) not in message
+
+
+def test_csv_that_is_not_utf8_text(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes(b"x,label\n\xff\xfe,a\n")
+    with pytest.raises(DataError, match=r"d\.csv is not a CSV text file in UTF-8"):
+        load_dataset(DataParams(source="csv", path="d.csv"), tmp_path)
+
+
+def test_truncated_npz_and_nan_in_npz(tmp_path: Path) -> None:
+    features = np.arange(12, dtype=np.float64).reshape(6, 2)
+    np.savez(tmp_path / "d.npz", X=features, y=np.arange(6) % 2)
+    whole = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"cannot read data\.path d\.npz as \.npz"):
+        load_dataset(DataParams(source="npz", path="d.npz"), tmp_path)
+    features[3, 1] = np.nan
+    np.savez(tmp_path / "d.npz", X=features, y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"d.npz: sample 3 has NaN or infinite features \(1 samples in all\)"):
+        load_dataset(DataParams(source="npz", path="d.npz"), tmp_path)
+
+
+def test_splits_round_trip_and_a_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "splits.npz"
+    save_splits(prepare(load_dataset(DataParams(), Path.cwd()), DataParams()), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["splits.npz"]  # written by rename: no temporary left over
+    assert load_splits(path).classes == [str(d) for d in range(10)]
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(DataError, match="rerun the preprocess stage"):
+        load_splits(path)
+
+
+def test_a_link_inside_the_project_to_a_file_outside_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "secret.csv").write_text("x,label\n1,a\n2,b\n")
+    (project / "d.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(DataError, match="points outside the project"):
+        load_dataset(DataParams(source="csv", path="d.csv"), project)

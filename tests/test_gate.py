@@ -25,6 +25,8 @@ def foreign_project(root: Path, budget: str) -> Path:
     (root / "dvc.yaml").write_text(FOREIGN_DVC)
     (root / "params.yaml").write_text(f"train:\n  lr: fast   # the project's own keys are not ours to judge\n{budget}")
     save_record(root / "metrics/emissions/sort.json", record("sort", 0.001))
+    # what `dvc repro` leaves: the gate refuses records that no dvc.lock ties to code (tests/test_bad_input.py)
+    (root / "dvc.lock").write_text("schema: '2.0'\nstages:\n  sort:\n    cmd: sort in.txt -o out.txt\n")
     return root
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import RecordError
-from pipeline.records import load_record, save_record
+from pipeline.lockfile import load_lock
+from pipeline.records import file_md5, load_record, save_record
 from tests.test_budgets import record
 
 
@@ -61,3 +62,40 @@ def test_missing_field_is_invalid(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(RecordError, match="co2_kg"):
         load_record(path)
+
+
+def lock_with(tmp_path: Path, deps: list[dict[str, str]]) -> Path:
+    (tmp_path / "dvc.lock").write_text(json.dumps({"schema": "2.0", "stages": {"train": {"cmd": "x", "deps": deps}}}))
+    return tmp_path
+
+
+def test_a_record_cannot_vouch_without_dvc_lock(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match=r"dvc\.lock is missing"):
+        load_lock(tmp_path)
+    (tmp_path / "dvc.lock").write_text("stages: [unclosed\n")
+    with pytest.raises(RecordError, match=r"dvc\.lock is unreadable"):
+        load_lock(tmp_path)
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    with pytest.raises(RecordError, match="lists no stages"):
+        load_lock(tmp_path)
+
+
+def test_inputs_changed_since_dvc_ran_the_stage(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("code as it ran\n")
+    (tmp_path / "splits.npz").write_bytes(b"data")
+    (tmp_path / "metrics/emissions").mkdir(parents=True)
+    (tmp_path / "metrics/emissions/preprocess.json").write_text("{}")
+    deps = [
+        {"path": "train.py", "md5": file_md5(tmp_path / "train.py")},
+        {"path": "splits.npz", "md5": file_md5(tmp_path / "splits.npz")},
+        {"path": "gone.py", "md5": "0" * 32},
+        {"path": "metrics/emissions/preprocess.json", "md5": "0" * 32},  # judged on its own, not again here
+        {"path": "models/export", "md5": "0" * 32 + ".dir"},  # DVC's listing format, not a file's digest
+    ]
+    lock = load_lock(lock_with(tmp_path, deps))
+    assert lock.changed_inputs("train", tmp_path) == ["its input gone.py is missing"]
+    (tmp_path / "train.py").write_text("code changed after the model was built\n")
+    assert "its input train.py has changed since it ran" in lock.changed_inputs("train", tmp_path)
+    assert lock.changed_inputs("distill", tmp_path) == [
+        "dvc.lock has no entry for stage distill (it never ran under `dvc repro`)"
+    ]
