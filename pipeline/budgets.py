@@ -53,6 +53,17 @@ class Verdict:
     def failures(self) -> list[str]:
         return [*self.problems, *(line.failure() for line in self.lines if not line.passed)]
 
+    def summary(self) -> str:
+        """The message a failing gate ends with: over budget and unverifiable are different news."""
+        over = any(not line.passed for line in self.lines)
+        if over and self.problems:
+            heading = "carbon budget exceeded, and its evidence is missing or broken"
+        elif over:
+            heading = "carbon budget exceeded"
+        else:
+            heading = "carbon budget cannot be verified: its evidence is missing or broken"
+        return heading + ":\n  " + "\n  ".join(self.failures())
+
 
 @dataclass(frozen=True)
 class Totals:

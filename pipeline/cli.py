@@ -62,7 +62,7 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
     if publish and evidence.records:
         _publish(params_file, document, evidence, root)
     if not verdict.passed:
-        click.echo("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()), err=True)
+        click.echo(verdict.summary(), err=True)
         sys.exit(1)
 
 

@@ -36,7 +36,7 @@ def main() -> None:
     except tracking.PublishError as exc:
         print(f"warning: {exc}", file=sys.stderr)
     if not verdict.passed:
-        raise BudgetExceeded("carbon budget exceeded:\n  " + "\n  ".join(verdict.failures()))
+        raise BudgetExceeded(verdict.summary())
 
 
 if __name__ == "__main__":

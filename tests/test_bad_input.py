@@ -112,6 +112,15 @@ ROWS = [
     ),
     pytest.param(
         Case(
+            params(forecast={"on_overrun": "sometimes"}),
+            AS_DVC_RUNS_IT,
+            ("forecast.on_overrun = 'sometimes'", "'abort' or 'warn'"),
+            "gate",
+        ),
+        id="params-forecast-no-stage-retrains-for",
+    ),
+    pytest.param(
+        Case(
             params(carbon={"country_iso_code": "XXX"}),
             AS_DVC_RUNS_IT,
             ("carbon.country_iso_code = 'XXX'", "ISO 3166-1 alpha-3"),
@@ -341,7 +350,9 @@ def test_bad_input_gets_one_clear_message_and_overwrites_nothing(
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("row", ["params-unknown-export-format", "data-single-class"])
+@pytest.mark.parametrize(
+    "row", ["params-unknown-export-format", "data-single-class", "params-forecast-no-stage-retrains-for"]
+)
 def test_dvc_repro_stops_at_the_stage_and_what_it_deleted_comes_back(
     row: str, built: tuple[Path, dict[str, str]], tmp_path: Path, tool_env: dict[str, str]
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.budgets import check, totals
+from pipeline.budgets import BudgetLine, Verdict, check, totals
 from pipeline.config import BudgetParams, StageBudget
 from pipeline.records import EmissionRecord, Hardware, Methods
 
@@ -97,3 +97,11 @@ def test_a_budget_without_model_judges_energy_and_co2_alone() -> None:
     budget = BudgetParams(energy_kwh=1.0, co2_kg=1.0)
     verdict = check(budget, {"a": record("a", 0.5)}, model_size_mb=None, accuracy=None, problems=[])
     assert verdict.passed and [line.key for line in verdict.lines] == ["budget.energy_kwh", "budget.co2_kg"]
+
+
+def test_a_failing_gate_says_whether_it_is_over_budget_or_unverifiable() -> None:
+    over = BudgetLine("energy (total)", "budget.energy_kwh", "kWh", 1.0, 2.0)
+    assert Verdict([over]).summary().startswith("carbon budget exceeded:\n  energy (total): 2 kWh > budget 1 kWh")
+    broken = Verdict([], ["metrics/emissions/train.json: missing"])
+    assert broken.summary().startswith("carbon budget cannot be verified")
+    assert Verdict([over], ["x: missing"]).summary().startswith("carbon budget exceeded, and its evidence")
