@@ -1,0 +1,222 @@
+"""A real shared `mlflow server` on 127.0.0.1: the pipeline logs to it, credentials stay out of every file and
+message, a server stopped mid-pipeline loses nothing, and two clones running at once both land in it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BIN, edit_params, run
+
+pytestmark = pytest.mark.integration
+
+SECRET = f"pw-{uuid.uuid4().hex}"  # made at run time: the copied test file must not hold it
+STAGES = ("preprocess", "train", "evaluate", "export", "gate")
+
+
+class MlflowServer:
+    """`mlflow server` with a sqlite backend and an artifact store, as a team would run it; it can be stopped
+    and started again on the same port and store mid-test."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.store = home / "mlflow.db"
+        self.artifacts = home / "artifacts"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start and wait for /health (5-12 s here with one worker and no job runner)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        command = [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.store}",
+            "--artifacts-destination",
+            str(self.artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        with (self.home / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.home, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"mlflow server exited: {(self.home / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.25)
+        raise AssertionError("mlflow server did not answer /health within 90 s")
+
+    def stop(self) -> None:
+        """Stop the server and everything it started; the port is free when this returns."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # uvicorn's worker, should it outlive its parent
+        self.process = None
+
+    def api(self, endpoint: str, body: dict[str, Any] | None = None) -> Any:
+        """Call the server's REST API (GET without a body, POST with one)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.url}/api/2.0/mlflow/{endpoint}", data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def runs(self, experiment: str) -> list[dict[str, Any]]:
+        """Every run of the experiment, read back through the REST API, each with its tags and metrics as
+        dicts."""
+        found = self.api(f"experiments/get-by-name?experiment_name={experiment}")
+        experiment_id = found["experiment"]["experiment_id"]
+        runs = self.api("runs/search", {"experiment_ids": [experiment_id], "max_results": 1000}).get("runs", [])
+        for item in runs:
+            data = item.setdefault("data", {})
+            data["tags"] = {t["key"]: t["value"] for t in data.get("tags", [])}
+            data["metrics"] = {m["key"]: m["value"] for m in data.get("metrics", [])}
+        return list(runs)
+
+
+def stop_workers(url: str) -> None:
+    """Background workers publishing to `url` (their command line names it) idle out after minutes: stop them
+    now so the next test starts from nothing."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "pipeline.worker" in cmdline and url in cmdline:
+            process.terminate()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One server for the tests that never stop it (each uses its own experiment): a start costs 5-12 s."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(shared_server: MlflowServer) -> Iterator[MlflowServer]:
+    yield shared_server
+    stop_workers(shared_server.url)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    """A server this test may stop and restart."""
+    server = MlflowServer(tmp_path / "mlflow-server")
+    server.home.mkdir()
+    server.start()
+    yield server
+    stop_workers(server.url)
+    server.stop()
+
+
+def client_env(tool_env: dict[str, str], server: MlflowServer) -> dict[str, str]:
+    """What a team member's shell holds: the server's URI, credentials only in the environment."""
+    return {
+        **tool_env,
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_USERNAME": "alice",
+        "MLFLOW_TRACKING_PASSWORD": SECRET,
+    }
+
+
+def wait_for_empty_outbox(repo: Path, timeout_s: float = 90) -> None:
+    """The worker logs pictures and the model after the gate has its answer; the snapshot leaves the outbox
+    once MLflow holds all of it."""
+    outbox = repo / ".carbon-budget/outbox"
+    deadline = time.time() + timeout_s
+    while outbox.is_dir() and any(outbox.iterdir()) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not outbox.is_dir() or not any(outbox.iterdir()), list(outbox.iterdir())
+
+
+def executions(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Parent run id -> its child runs; every run is either a parent or a child of one."""
+    parents = {r["info"]["run_id"]: [] for r in runs if "mlflow.parentRunId" not in r["data"]["tags"]}
+    children: dict[str, list[dict[str, Any]]] = parents
+    for item in runs:
+        parent = item["data"]["tags"].get("mlflow.parentRunId")
+        if parent is not None:
+            children[parent].append(item)
+    return children
+
+
+def assert_complete_execution(parent: dict[str, Any], children: list[dict[str, Any]]) -> None:
+    """One finished parent, and one finished child per stage, each with its energy."""
+    assert parent["info"]["status"] == "FINISHED"
+    assert parent["data"]["metrics"]["energy_kwh"] > 0 and parent["data"]["metrics"]["gate_passed"] == 1.0
+    assert sorted(c["data"]["tags"]["carbon_budget.stage"] for c in children) == sorted(STAGES)
+    for child in children:
+        assert child["info"]["status"] == "FINISHED", child["data"]["tags"]["carbon_budget.stage"]
+        assert child["data"]["metrics"]["energy_kwh"] > 0 and child["data"]["metrics"]["co2_kg"] > 0
+
+
+def files_holding(root: Path, secret: str) -> list[Path]:
+    """Every file under `root` whose bytes contain `secret` (sqlite pages, logs, artifacts, git objects)."""
+    needle = secret.encode()
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
+
+
+def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
+    project: Path, tool_env: dict[str, str], server: MlflowServer
+) -> None:
+    edit_params(project, mlflow={"experiment": "team"})
+    env = client_env(tool_env, server)
+    result = run(["dvc", "repro"], project, env)
+    assert "gate: PASSED" in result.stdout and f"compare them at {server.url}/#/experiments/" in result.stdout
+    wait_for_empty_outbox(project)
+
+    by_parent = executions(server.runs("team"))
+    assert len(by_parent) == 1
+    [(parent_id, children)] = by_parent.items()
+    parent = next(r for r in server.runs("team") if r["info"]["run_id"] == parent_id)
+    assert_complete_execution(parent, children)
+    # the artifacts went to the server's artifact store, not to a directory of the client
+    assert any(server.artifacts.rglob("per_class.json")) and not (project / "mlartifacts").exists()
+
+    output = result.stdout + result.stderr
+    assert SECRET not in output
+    assert not files_holding(project, SECRET)
+    assert not files_holding(server.home, SECRET)
+    logs = Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log")  # the background worker's log
+    assert not [log for log in logs if SECRET.encode() in log.read_bytes()]
