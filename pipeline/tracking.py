@@ -180,8 +180,6 @@ def _metric_batch(values: dict[str, float], timestamp: int) -> list[Any]:
 
 
 def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[str, Any], folder: Path) -> None:
-    from mlflow.entities import Param, RunTag
-
     record = EmissionRecord.model_validate(entry["record"])
     run = client.create_run(
         experiment_id,
@@ -191,17 +189,16 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
             "mlflow.parentRunId": parent_id,
             TAG_RECORD: record.record_id,
             "carbon_budget.stage": record.stage,
-            "carbon_budget.measurement": record.methods.summary(),
-            "carbon_budget.method.cpu": record.methods.cpu,
-            "carbon_budget.method.gpu": record.methods.gpu,
-            "carbon_budget.method.ram": record.methods.ram,
-            "carbon_budget.tracking_mode": record.tracking_mode,
-            "carbon_budget.intensity_source": record.intensity_source,
-            "carbon_budget.hardware.cpu": record.hardware.cpu_model,
-            "carbon_budget.hardware.gpu": record.hardware.gpu_model or "none",
         },
     )
-    run_id = run.info.run_id
+    _fill_stage(client, run.info.run_id, record, entry, folder)
+
+
+def _fill_stage(client: Any, run_id: str, record: EmissionRecord, entry: dict[str, Any], folder: Path) -> None:
+    """Everything a stage's run holds besides the tags that identify it, then its end; safe to repeat on a run that
+    already holds part of it (MLflow skips a metric logged twice and accepts a param logged again unchanged)."""
+    from mlflow.entities import Param, RunTag
+
     flat_params: dict[str, Any] = {}
     _flatten("", record.params, flat_params)
     flat_params["carbon.pue_applied"] = record.pue
@@ -212,6 +209,14 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
         params=[Param(k, str(v)[:6000]) for k, v in sorted(flat_params.items())],
         tags=[
             RunTag("carbon_budget.status", record.status),
+            RunTag("carbon_budget.measurement", record.methods.summary()),
+            RunTag("carbon_budget.method.cpu", record.methods.cpu),
+            RunTag("carbon_budget.method.gpu", record.methods.gpu),
+            RunTag("carbon_budget.method.ram", record.methods.ram),
+            RunTag("carbon_budget.tracking_mode", record.tracking_mode),
+            RunTag("carbon_budget.intensity_source", record.intensity_source),
+            RunTag("carbon_budget.hardware.cpu", record.hardware.cpu_model),
+            RunTag("carbon_budget.hardware.gpu", record.hardware.gpu_model or "none"),
             *(RunTag(f"carbon_budget.{k}", v) for k, v in sorted(record.tags.items())),
         ],
     )
@@ -219,6 +224,12 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
         client.log_artifact(run_id, str(folder / artifact))
     status = "FINISHED" if record.status == "completed" else "FAILED"
     client.set_terminated(run_id, status=status, end_time=_ms(record.ended_at))
+
+
+def _cut_off(run: Any, parent_id: str) -> bool:
+    """A run of this execution that an earlier publish created but never finished (MLflow went away between
+    the calls): it holds only its tags, so it is completed rather than counted as already logged."""
+    return bool(run.info.status == "RUNNING" and run.data.tags.get("mlflow.parentRunId") == parent_id)
 
 
 def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
@@ -365,10 +376,14 @@ def publish(folder: Path, uri: str | None = None) -> Published:
         parent_id = parent.info.run_id
         cached = []
         for entry in entries:
-            if _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"]) is not None:
+            found = _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"])
+            if found is None:
+                _publish_stage(client, experiment_id, parent_id, entry, folder)
+            elif _cut_off(found, parent_id):
+                _fill_stage(client, found.info.run_id, EmissionRecord.model_validate(entry["record"]), entry, folder)
+            else:
                 cached.append(entry["record"]["stage"])
                 continue
-            _publish_stage(client, experiment_id, parent_id, entry, folder)
             new_runs += 1
         verdict_doc = snapshot["verdict"]
         tags = [

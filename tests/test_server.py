@@ -189,6 +189,7 @@ def assert_complete_execution(parent: dict[str, Any], children: list[dict[str, A
     for child in children:
         assert child["info"]["status"] == "FINISHED", child["data"]["tags"]["carbon_budget.stage"]
         assert child["data"]["metrics"]["energy_kwh"] > 0 and child["data"]["metrics"]["co2_kg"] > 0
+        assert child["data"]["tags"]["carbon_budget.method.cpu"].startswith(("estimated:", "measured:"))
 
 
 def files_holding(root: Path, secret: str) -> list[Path]:
@@ -220,3 +221,63 @@ def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
     assert not files_holding(server.home, SECRET)
     logs = Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log")  # the background worker's log
     assert not [log for log in logs if SECRET.encode() in log.read_bytes()]
+
+
+def half_publish(server: MlflowServer, snapshot: dict[str, Any], experiment: str, stage: str) -> None:
+    """Leave what a publish cut off by the server leaves: the parent and one stage's run created, nothing logged
+    on them, both still RUNNING (the calls `tracking.publish` makes first, with the same identifying tags)."""
+    experiment_id = server.api("experiments/create", {"name": experiment})["experiment_id"]
+    parent = server.api(
+        "runs/create",
+        {
+            "experiment_id": experiment_id,
+            "tags": [{"key": "carbon_budget.execution_id", "value": snapshot["execution_id"]}],
+        },
+    )["run"]
+    entry = next(e for e in snapshot["entries"] if e["record"]["stage"] == stage)
+    tags = {
+        "mlflow.parentRunId": parent["info"]["run_id"],
+        "carbon_budget.record_id": entry["record"]["record_id"],
+        "carbon_budget.stage": stage,
+    }
+    server.api(
+        "runs/create",
+        {"experiment_id": experiment_id, "run_name": stage, "tags": [{"key": k, "value": v} for k, v in tags.items()]},
+    )
+
+
+def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_nothing(
+    project: Path, tool_env: dict[str, str], own_server: MlflowServer
+) -> None:
+    edit_params(project, mlflow={"experiment": "outage"})
+    env = client_env(tool_env, own_server)
+    with (project.parent / "repro.out").open("w") as out, (project.parent / "repro.err").open("w") as err:
+        repro = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=out, stderr=err, text=True)
+        deadline = time.time() + 120
+        while "Running stage 'evaluate'" not in (project.parent / "repro.out").read_text():
+            assert repro.poll() is None and time.time() < deadline, (project.parent / "repro.err").read_text()
+            time.sleep(0.2)
+        own_server.stop()  # the server goes away while the pipeline runs: train is done, evaluate is starting
+        repro.wait(timeout=300)
+    stdout, stderr = (project.parent / "repro.out").read_text(), (project.parent / "repro.err").read_text()
+    assert repro.returncode == 0 and "gate: PASSED" in stdout, stdout + stderr
+    assert stderr.count("did not take the runs") == 1  # warned once; the snapshot waits in the outbox
+    [folder] = (project / ".carbon-budget/outbox").iterdir()
+    snapshot = json.loads((folder / "snapshot.json").read_text())
+
+    own_server.start()  # back on the same port and store
+    half_publish(own_server, snapshot, "outage", "train")  # and a first sync was cut off after two calls
+    synced = run(["carbon-budget", "sync"], project, env)
+    assert "synced" in synced.stdout
+    wait_for_empty_outbox(project)
+
+    runs = own_server.runs("outage")
+    [(parent_id, children)] = executions(runs).items()
+    assert_complete_execution(next(r for r in runs if r["info"]["run_id"] == parent_id), children)
+    record_ids = [c["data"]["tags"]["carbon_budget.record_id"] for c in children]
+    assert sorted(record_ids) == sorted(e["record"]["record_id"] for e in snapshot["entries"])  # each once
+
+    again = run(["carbon-budget", "sync"], project, env)
+    assert "nothing to sync" in again.stdout
+    assert len(own_server.runs("outage")) == len(runs)
+    assert SECRET not in synced.stdout + synced.stderr + stdout + stderr
