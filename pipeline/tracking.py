@@ -33,6 +33,7 @@ TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
 TAG_MODEL = "carbon_budget.model"
 SNAPSHOT_FILE = "snapshot.json"
+DELIVERY_LOCK = ".delivering.lock"
 # A dead server otherwise costs minutes of retries per call; a user's own settings still win.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
@@ -428,8 +429,30 @@ def pending(work_dir: Path) -> list[Path]:
     outbox = work_dir / layout.OUTBOX_DIR
     if not outbox.is_dir():
         return []
-    folders = [p for p in outbox.iterdir() if (p / SNAPSHOT_FILE).is_file()]
+    folders = [p for p in outbox.iterdir() if (p / SNAPSHOT_FILE).is_file() and not _being_delivered(p)]
     return sorted(folders, key=lambda p: (p / SNAPSHOT_FILE).stat().st_mtime)
+
+
+@contextmanager
+def delivering(folder: Path) -> Iterator[None]:
+    """Hold one snapshot for the whole of its delivery (runs, pictures, model, removal from the outbox).
+
+    The worker finishes a delivery after the gate has its answer; a `carbon-budget sync` run meanwhile (a CI
+    job syncing right after `dvc repro`) delivered the same snapshot a second time, logged the model twice and
+    failed on the files the worker had just removed."""
+    with (folder / DELIVERY_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _being_delivered(folder: Path) -> bool:
+    """True while another process holds the snapshot (or has just removed it)."""
+    try:
+        with (folder / DELIVERY_LOCK).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    return False
 
 
 def deliver(folder: Path, uri: str | None = None) -> Published:
@@ -444,8 +467,9 @@ def deliver(folder: Path, uri: str | None = None) -> Published:
         if not answer["ok"]:
             raise PublishError(str(answer["error"]))
         return Published(**answer["result"])
-    result = publish(folder, uri)
-    finish_delivery(folder, uri)
+    with delivering(folder):
+        result = publish(folder, uri)
+        finish_delivery(folder, uri)
     return result
 
 

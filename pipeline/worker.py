@@ -153,8 +153,20 @@ def _jobs() -> dict[str, Any]:
     from pipeline import tracking
 
     def publish(folder: str, uri: str) -> Deferred:
-        published = asdict(tracking.publish(Path(folder), uri))
-        return Deferred(published, lambda: tracking.finish_delivery(Path(folder), uri))
+        # the snapshot stays held until its follow-up is done, so a sync meanwhile leaves it alone
+        held = contextlib.ExitStack()
+        held.enter_context(tracking.delivering(Path(folder)))
+        try:
+            published = asdict(tracking.publish(Path(folder), uri))
+        except BaseException:
+            held.close()
+            raise
+
+        def finish() -> None:
+            with held:
+                tracking.finish_delivery(Path(folder), uri)
+
+        return Deferred(published, finish)
 
     return {"publish": publish}
 

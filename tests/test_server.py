@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -205,7 +206,15 @@ def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
     env = client_env(tool_env, server)
     result = run(["dvc", "repro"], project, env)
     assert "gate: PASSED" in result.stdout and f"compare them at {server.url}/#/experiments/" in result.stdout
+    # a CI job that syncs right after the pipeline, while the worker still logs the model: nothing to add
+    synced = run(["carbon-budget", "sync"], project, env)
+    assert "nothing to sync" in synced.stdout
     wait_for_empty_outbox(project)
+    with sqlite3.connect(server.store) as con:
+        models = con.execute(
+            "select count(*) from logged_models m join experiments e using (experiment_id) where e.name = 'team'"
+        )
+        assert models.fetchone()[0] == 1  # the model, once
 
     by_parent = executions(server.runs("team"))
     assert len(by_parent) == 1
@@ -215,7 +224,7 @@ def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
     # the artifacts went to the server's artifact store, not to a directory of the client
     assert any(server.artifacts.rglob("per_class.json")) and not (project / "mlartifacts").exists()
 
-    output = result.stdout + result.stderr
+    output = result.stdout + result.stderr + synced.stdout + synced.stderr
     assert SECRET not in output
     assert not files_holding(project, SECRET)
     assert not files_holding(server.home, SECRET)
