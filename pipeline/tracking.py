@@ -166,7 +166,13 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     if uri.startswith("sqlite:///"):
         # fixed at creation; relative to the store, not to whatever directory the first run started in
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception:  # MLflow raises many types; on a shared server another client may have just created it
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 def _find_run(client: Any, experiment_id: str, tag: str, value: str) -> Any:

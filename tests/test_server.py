@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -290,3 +291,61 @@ def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_noth
     assert "nothing to sync" in again.stdout
     assert len(own_server.runs("outage")) == len(runs)
     assert SECRET not in synced.stdout + synced.stderr + stdout + stderr
+
+
+def test_two_clones_at_once_both_land_in_one_server(
+    project: Path, tool_env: dict[str, str], server: MlflowServer
+) -> None:
+    edit_params(project, mlflow={"experiment": "two-clones"})
+    run(["git", "commit", "-qam", "one experiment for both clones"], project, tool_env)
+    clones = [project, project.parent / "second-clone"]
+    run(["git", "clone", "-q", str(project), str(clones[1])], project.parent, tool_env)
+    env = client_env(tool_env, server)
+    logs = [project.parent / f"clone-{i}.log" for i in range(2)]
+    processes = []
+    for clone, log in zip(clones, logs, strict=True):
+        with log.open("w") as out:
+            processes.append(subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=out, stderr=out))
+    for process, log in zip(processes, logs, strict=True):
+        assert process.wait(timeout=400) == 0, log.read_text()
+        assert "gate: PASSED" in log.read_text()
+    for clone in clones:
+        wait_for_empty_outbox(clone)
+
+    runs = server.runs("two-clones")
+    by_parent = executions(runs)
+    assert len(by_parent) == 2  # both executions, nothing lost, nothing twice
+    published = set()
+    for parent_id, children in by_parent.items():
+        assert_complete_execution(next(r for r in runs if r["info"]["run_id"] == parent_id), children)
+        published.add(frozenset(c["data"]["tags"]["carbon_budget.record_id"] for c in children))
+    # each clone's records are its own, intact, and are exactly one execution's runs
+    for clone in clones:
+        assert "PASSED" in run(["carbon-budget", "gate"], clone, tool_env).stdout
+        records = {json.loads((clone / f"metrics/emissions/{s}.json").read_text())["record_id"] for s in STAGES}
+        assert frozenset(records) in published
+
+
+def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer) -> None:
+    """Two CI runners' first executions meet a server without their experiment: every one must get the same
+    experiment, not an 'already exists' error that leaves its runs in the outbox."""
+    from pipeline import tracking
+
+    clients = [tracking._client(server.url) for _ in range(4)]
+    start = threading.Barrier(len(clients))
+    ids: list[str] = []
+    errors: list[Exception] = []
+
+    def create(client: Any) -> None:
+        start.wait()
+        try:
+            ids.append(tracking._experiment_id(client, "first-run", server.url))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(ids) == len(clients) and len(set(ids)) == 1
