@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -34,8 +35,16 @@ TAG_RECORD = "carbon_budget.record_id"
 TAG_MODEL = "carbon_budget.model"
 SNAPSHOT_FILE = "snapshot.json"
 DELIVERY_LOCK = ".delivering.lock"
-# A dead server otherwise costs minutes of retries per call; a user's own settings still win.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# A dead server otherwise costs minutes of retries per call, and MLflow prints a link per run and model with the
+# tracking URI in it, credentials included (the gate prints one link, without them); a user's settings still win.
+_MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_PRINT_MODEL_URLS_ON_CREATION": "false",
+}
+# user:password@ in a tracking URI: printed URLs drop it, messages mask it
+_USERINFO = re.compile(r"(https?://)[^/@\s]+@")
 
 
 class PublishError(PipelineError):
@@ -57,8 +66,9 @@ def tracking_uri() -> str:
 
 
 def ui_url(uri: str, experiment_id: str) -> str:
-    """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one. Printed
+    in CI logs, so without the credentials a URI may hold."""
+    base = _USERINFO.sub(r"\1", uri).rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
@@ -261,7 +271,7 @@ def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
             client.set_tag(run.info.run_id, TAG_MODEL, "logged")
             return True
     except Exception as exc:  # MLflow raises many types
-        raise PublishError(f"MLflow at {_redact(uri)} did not take the model ({type(exc).__name__}: {exc})") from None
+        raise _publish_error(uri, "the model", exc) from None
     return False
 
 
@@ -338,7 +348,7 @@ def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
 
 def _client(uri: str) -> Any:
     """An MLflow client whose store exists and is migrated: creation is serialised for sqlite stores."""
-    for name, value in _HTTP_DEFAULTS.items():
+    for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
@@ -412,17 +422,21 @@ def publish(folder: Path, uri: str | None = None) -> Published:
             client.log_artifact(parent_id, str(folder / artifact))
         client.set_terminated(parent_id, status="FINISHED", end_time=ended)
     except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
-        raise PublishError(
-            f"MLflow at {_redact(uri)} did not take the runs ({type(exc).__name__}: {_redact(str(exc))[:300]})"
-        ) from None
+        raise _publish_error(uri, "the runs", exc) from None
     return Published(execution_id, parent_id, experiment_id, new_runs, ui_url(uri, experiment_id))
+
+
+def _publish_error(uri: str, what: str, exc: Exception) -> PublishError:
+    """One message for every MLflow failure, redacted: MLflow's own messages repeat the request URL, with any
+    user:password@ a tracking URI holds (redacted before it is cut, so no part of a secret is left)."""
+    return PublishError(
+        f"MLflow at {_redact(uri)} did not take {what} ({type(exc).__name__}: {_redact(str(exc))[:300]})"
+    )
 
 
 def _redact(text: str) -> str:
     """Credentials never reach a message: strip user:password@ from URLs and known secret values."""
-    import re
-
-    text = re.sub(r"(https?://)[^/@\s]+@", r"\1***@", text)
+    text = _USERINFO.sub(r"\1***@", text)
     for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         secret = os.environ.get(name)
         if secret:
@@ -509,6 +523,4 @@ def attach_pictures(folder: Path, uri: str) -> None:
             for path in present:
                 client.log_artifact(run.info.run_id, str(path))
     except Exception as exc:  # MLflow raises many types
-        raise PublishError(
-            f"MLflow at {_redact(uri)} did not take the pictures ({type(exc).__name__}: {exc})"
-        ) from None
+        raise _publish_error(uri, "the pictures", exc) from None

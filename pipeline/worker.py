@@ -195,7 +195,7 @@ def serve(uri: str) -> None:
         tracking.warm_up(uri)
         jobs = _jobs()
         store = _store_identity(uri)
-        _log(f"worker for {uri} warm in {time.monotonic() - started:.2f} s")
+        _log(f"worker warm in {time.monotonic() - started:.2f} s")  # not the URI: it may hold credentials
         server.settimeout(IDLE_S)
         while True:
             try:

@@ -115,14 +115,15 @@ class MlflowServer:
         return list(runs)
 
 
-def stop_workers(url: str) -> None:
-    """Background workers publishing to `url` (their command line names it) idle out after minutes: stop them
-    now so the next test starts from nothing."""
+def stop_workers(server: MlflowServer) -> None:
+    """Background workers publishing to the server (their command line names its address) idle out after
+    minutes: stop them now so the next test starts from nothing."""
     import psutil
 
+    address = f"127.0.0.1:{server.port}"
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "pipeline.worker" in cmdline and url in cmdline:
+        if "pipeline.worker" in cmdline and any(address in part for part in cmdline):
             process.terminate()
 
 
@@ -138,7 +139,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 @pytest.fixture
 def server(shared_server: MlflowServer) -> Iterator[MlflowServer]:
     yield shared_server
-    stop_workers(shared_server.url)
+    stop_workers(shared_server)
 
 
 @pytest.fixture
@@ -148,7 +149,7 @@ def own_server(tmp_path: Path) -> Iterator[MlflowServer]:
     server.home.mkdir()
     server.start()
     yield server
-    stop_workers(server.url)
+    stop_workers(server)
     server.stop()
 
 
@@ -194,10 +195,13 @@ def assert_complete_execution(parent: dict[str, Any], children: list[dict[str, A
         assert child["data"]["tags"]["carbon_budget.method.cpu"].startswith(("estimated:", "measured:"))
 
 
-def files_holding(root: Path, secret: str) -> list[Path]:
-    """Every file under `root` whose bytes contain `secret` (sqlite pages, logs, artifacts, git objects)."""
-    needle = secret.encode()
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
+def assert_secret_nowhere(output: str, *roots: Path) -> None:
+    """Not in what was printed, nor in any file under `roots` (sqlite pages, logs, artifacts, git objects,
+    the outbox), nor in the background workers' logs."""
+    assert SECRET not in output
+    logs = list(Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log"))
+    files = [p for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert not [p for p in [*files, *logs] if SECRET.encode() in p.read_bytes()]
 
 
 def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
@@ -225,12 +229,7 @@ def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
     # the artifacts went to the server's artifact store, not to a directory of the client
     assert any(server.artifacts.rglob("per_class.json")) and not (project / "mlartifacts").exists()
 
-    output = result.stdout + result.stderr + synced.stdout + synced.stderr
-    assert SECRET not in output
-    assert not files_holding(project, SECRET)
-    assert not files_holding(server.home, SECRET)
-    logs = Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log")  # the background worker's log
-    assert not [log for log in logs if SECRET.encode() in log.read_bytes()]
+    assert_secret_nowhere(result.stdout + result.stderr + synced.stdout + synced.stderr, project, server.home)
 
 
 def half_publish(server: MlflowServer, snapshot: dict[str, Any], experiment: str, stage: str) -> None:
@@ -260,7 +259,8 @@ def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_noth
     project: Path, tool_env: dict[str, str], own_server: MlflowServer
 ) -> None:
     edit_params(project, mlflow={"experiment": "outage"})
-    env = client_env(tool_env, own_server)
+    # credentials in the URI this time, the other form teams use: printed URLs and messages must drop them
+    env = {**tool_env, "MLFLOW_TRACKING_URI": f"http://alice:{SECRET}@127.0.0.1:{own_server.port}"}
     with (project.parent / "repro.out").open("w") as out, (project.parent / "repro.err").open("w") as err:
         repro = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=out, stderr=err, text=True)
         deadline = time.time() + 120
@@ -290,7 +290,7 @@ def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_noth
     again = run(["carbon-budget", "sync"], project, env)
     assert "nothing to sync" in again.stdout
     assert len(own_server.runs("outage")) == len(runs)
-    assert SECRET not in synced.stdout + synced.stderr + stdout + stderr
+    assert_secret_nowhere(stdout + stderr + synced.stdout + synced.stderr + again.stdout, project, own_server.home)
 
 
 def test_two_clones_at_once_both_land_in_one_server(
