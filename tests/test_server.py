@@ -129,7 +129,7 @@ def stop_workers(server: MlflowServer) -> None:
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """One server for the tests that never stop it (each uses its own experiment): a start costs 5-12 s."""
+    """One server for the module, each test in its own experiment: a start costs 10-25 s here."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
     server.start()
     yield server
@@ -138,19 +138,11 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 @pytest.fixture
 def server(shared_server: MlflowServer) -> Iterator[MlflowServer]:
+    """The shared server, running (a test may stop and restart it), with no worker left publishing to it."""
+    if shared_server.process is None:
+        shared_server.start()
     yield shared_server
     stop_workers(shared_server)
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[MlflowServer]:
-    """A server this test may stop and restart."""
-    server = MlflowServer(tmp_path / "mlflow-server")
-    server.home.mkdir()
-    server.start()
-    yield server
-    stop_workers(server)
-    server.stop()
 
 
 def client_env(tool_env: dict[str, str], server: MlflowServer) -> dict[str, str]:
@@ -204,34 +196,6 @@ def assert_secret_nowhere(output: str, *roots: Path) -> None:
     assert not [p for p in [*files, *logs] if SECRET.encode() in p.read_bytes()]
 
 
-def test_pipeline_logs_to_a_shared_server_and_keeps_credentials_out(
-    project: Path, tool_env: dict[str, str], server: MlflowServer
-) -> None:
-    edit_params(project, mlflow={"experiment": "team"})
-    env = client_env(tool_env, server)
-    result = run(["dvc", "repro"], project, env)
-    assert "gate: PASSED" in result.stdout and f"compare them at {server.url}/#/experiments/" in result.stdout
-    # a CI job that syncs right after the pipeline, while the worker still logs the model: nothing to add
-    synced = run(["carbon-budget", "sync"], project, env)
-    assert "nothing to sync" in synced.stdout
-    wait_for_empty_outbox(project)
-    with sqlite3.connect(server.store) as con:
-        models = con.execute(
-            "select count(*) from logged_models m join experiments e using (experiment_id) where e.name = 'team'"
-        )
-        assert models.fetchone()[0] == 1  # the model, once
-
-    by_parent = executions(server.runs("team"))
-    assert len(by_parent) == 1
-    [(parent_id, children)] = by_parent.items()
-    parent = next(r for r in server.runs("team") if r["info"]["run_id"] == parent_id)
-    assert_complete_execution(parent, children)
-    # the artifacts went to the server's artifact store, not to a directory of the client
-    assert any(server.artifacts.rglob("per_class.json")) and not (project / "mlartifacts").exists()
-
-    assert_secret_nowhere(result.stdout + result.stderr + synced.stdout + synced.stderr, project, server.home)
-
-
 def half_publish(server: MlflowServer, snapshot: dict[str, Any], experiment: str, stage: str) -> None:
     """Leave what a publish cut off by the server leaves: the parent and one stage's run created, nothing logged
     on them, both still RUNNING (the calls `tracking.publish` makes first, with the same identifying tags)."""
@@ -256,18 +220,18 @@ def half_publish(server: MlflowServer, snapshot: dict[str, Any], experiment: str
 
 
 def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_nothing(
-    project: Path, tool_env: dict[str, str], own_server: MlflowServer
+    project: Path, tool_env: dict[str, str], server: MlflowServer
 ) -> None:
     edit_params(project, mlflow={"experiment": "outage"})
     # credentials in the URI this time, the other form teams use: printed URLs and messages must drop them
-    env = {**tool_env, "MLFLOW_TRACKING_URI": f"http://alice:{SECRET}@127.0.0.1:{own_server.port}"}
+    env = {**tool_env, "MLFLOW_TRACKING_URI": f"http://alice:{SECRET}@127.0.0.1:{server.port}"}
     with (project.parent / "repro.out").open("w") as out, (project.parent / "repro.err").open("w") as err:
         repro = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=out, stderr=err, text=True)
         deadline = time.time() + 120
         while "Running stage 'evaluate'" not in (project.parent / "repro.out").read_text():
             assert repro.poll() is None and time.time() < deadline, (project.parent / "repro.err").read_text()
             time.sleep(0.2)
-        own_server.stop()  # the server goes away while the pipeline runs: train is done, evaluate is starting
+        server.stop()  # the server goes away while the pipeline runs: train is done, evaluate is starting
         repro.wait(timeout=300)
     stdout, stderr = (project.parent / "repro.out").read_text(), (project.parent / "repro.err").read_text()
     assert repro.returncode == 0 and "gate: PASSED" in stdout, stdout + stderr
@@ -275,13 +239,13 @@ def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_noth
     [folder] = (project / ".carbon-budget/outbox").iterdir()
     snapshot = json.loads((folder / "snapshot.json").read_text())
 
-    own_server.start()  # back on the same port and store
-    half_publish(own_server, snapshot, "outage", "train")  # and a first sync was cut off after two calls
+    server.start()  # back on the same port and store
+    half_publish(server, snapshot, "outage", "train")  # and a first sync was cut off after two calls
     synced = run(["carbon-budget", "sync"], project, env)
     assert "synced" in synced.stdout
     wait_for_empty_outbox(project)
 
-    runs = own_server.runs("outage")
+    runs = server.runs("outage")
     [(parent_id, children)] = executions(runs).items()
     assert_complete_execution(next(r for r in runs if r["info"]["run_id"] == parent_id), children)
     record_ids = [c["data"]["tags"]["carbon_budget.record_id"] for c in children]
@@ -289,14 +253,14 @@ def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_noth
 
     again = run(["carbon-budget", "sync"], project, env)
     assert "nothing to sync" in again.stdout
-    assert len(own_server.runs("outage")) == len(runs)
-    assert_secret_nowhere(stdout + stderr + synced.stdout + synced.stderr + again.stdout, project, own_server.home)
+    assert len(server.runs("outage")) == len(runs)
+    assert_secret_nowhere(stdout + stderr + synced.stdout + synced.stderr + again.stdout, project, server.home)
 
 
-def test_two_clones_at_once_both_land_in_one_server(
+def test_two_clones_at_once_land_in_one_server_and_keep_credentials_out(
     project: Path, tool_env: dict[str, str], server: MlflowServer
 ) -> None:
-    edit_params(project, mlflow={"experiment": "two-clones"})
+    edit_params(project, mlflow={"experiment": "team"})
     run(["git", "commit", "-qam", "one experiment for both clones"], project, tool_env)
     clones = [project, project.parent / "second-clone"]
     run(["git", "clone", "-q", str(project), str(clones[1])], project.parent, tool_env)
@@ -306,24 +270,39 @@ def test_two_clones_at_once_both_land_in_one_server(
     for clone, log in zip(clones, logs, strict=True):
         with log.open("w") as out:
             processes.append(subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=out, stderr=out))
-    for process, log in zip(processes, logs, strict=True):
-        assert process.wait(timeout=400) == 0, log.read_text()
-        assert "gate: PASSED" in log.read_text()
+    assert processes[0].wait(timeout=400) == 0, logs[0].read_text()
+    # a CI job that syncs right after its pipeline, while the worker still logs the model: nothing to add
+    synced = run(["carbon-budget", "sync"], clones[0], env)
+    assert "nothing to sync" in synced.stdout
+    assert processes[1].wait(timeout=400) == 0, logs[1].read_text()
+    outputs = [log.read_text() for log in logs]
+    for output in outputs:
+        assert "gate: PASSED" in output and f"compare them at {server.url}/#/experiments/" in output
     for clone in clones:
         wait_for_empty_outbox(clone)
 
-    runs = server.runs("two-clones")
+    runs = server.runs("team")  # read back through the server's REST API
     by_parent = executions(runs)
     assert len(by_parent) == 2  # both executions, nothing lost, nothing twice
     published = set()
     for parent_id, children in by_parent.items():
         assert_complete_execution(next(r for r in runs if r["info"]["run_id"] == parent_id), children)
         published.add(frozenset(c["data"]["tags"]["carbon_budget.record_id"] for c in children))
+    with sqlite3.connect(server.store) as con:
+        models = con.execute(
+            "select count(*) from logged_models m join experiments e using (experiment_id) where e.name = 'team'"
+        )
+        assert models.fetchone()[0] == 2  # each execution's model, once
+    # the artifacts went to the server's artifact store, not to a directory of a client
+    assert any(server.artifacts.rglob("per_class.json"))
     # each clone's records are its own, intact, and are exactly one execution's runs
     for clone in clones:
+        assert not (clone / "mlartifacts").exists() and not (clone / "mlflow.db").exists()
         assert "PASSED" in run(["carbon-budget", "gate"], clone, tool_env).stdout
         records = {json.loads((clone / f"metrics/emissions/{s}.json").read_text())["record_id"] for s in STAGES}
         assert frozenset(records) in published
+
+    assert_secret_nowhere("".join(outputs) + synced.stdout + synced.stderr, *clones, server.home)
 
 
 def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer) -> None:
