@@ -429,12 +429,10 @@ def publish(folder: Path, uri: str | None = None) -> Published:
 def _publish_error(uri: str, what: str, exc: Exception) -> PublishError:
     """One message for every MLflow failure, redacted: MLflow's own messages repeat the request URL, with any
     user:password@ a tracking URI holds (redacted before it is cut, so no part of a secret is left)."""
-    return PublishError(
-        f"MLflow at {_redact(uri)} did not take {what} ({type(exc).__name__}: {_redact(str(exc))[:300]})"
-    )
+    return PublishError(f"MLflow at {redact(uri)} did not take {what} ({type(exc).__name__}: {redact(str(exc))[:300]})")
 
 
-def _redact(text: str) -> str:
+def redact(text: str) -> str:
     """Credentials never reach a message: strip user:password@ from URLs and known secret values."""
     text = _USERINFO.sub(r"\1***@", text)
     for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):

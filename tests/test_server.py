@@ -187,10 +187,15 @@ def assert_complete_execution(parent: dict[str, Any], children: list[dict[str, A
         assert child["data"]["tags"]["carbon_budget.method.cpu"].startswith(("estimated:", "measured:"))
 
 
-def assert_secret_nowhere(output: str, *roots: Path) -> None:
+def assert_secret_nowhere(server: MlflowServer, output: str, *roots: Path) -> None:
     """Not in what was printed, nor in any file under `roots` (sqlite pages, logs, artifacts, git objects,
-    the outbox), nor in the background workers' logs."""
+    the outbox), nor in the background workers' logs or command lines (which anyone on the machine can read)."""
+    import psutil
+
     assert SECRET not in output
+    workers = [p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"])]
+    assert not [c for c in workers if "pipeline.worker" in c and SECRET in " ".join(c)]
+    assert [c for c in workers if "pipeline.worker" in c and any(f":{server.port}" in part for part in c)]
     logs = list(Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log"))
     files = [p for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     assert not [p for p in [*files, *logs] if SECRET.encode() in p.read_bytes()]
@@ -254,7 +259,7 @@ def test_server_stopped_mid_pipeline_then_sync_loses_nothing_and_duplicates_noth
     again = run(["carbon-budget", "sync"], project, env)
     assert "nothing to sync" in again.stdout
     assert len(server.runs("outage")) == len(runs)
-    assert_secret_nowhere(stdout + stderr + synced.stdout + synced.stderr + again.stdout, project, server.home)
+    assert_secret_nowhere(server, stdout + stderr + synced.stdout + synced.stderr + again.stdout, project, server.home)
 
 
 def test_two_clones_at_once_land_in_one_server_and_keep_credentials_out(
@@ -302,7 +307,7 @@ def test_two_clones_at_once_land_in_one_server_and_keep_credentials_out(
         records = {json.loads((clone / f"metrics/emissions/{s}.json").read_text())["record_id"] for s in STAGES}
         assert frozenset(records) in published
 
-    assert_secret_nowhere("".join(outputs) + synced.stdout + synced.stderr, *clones, server.home)
+    assert_secret_nowhere(server, "".join(outputs) + synced.stdout + synced.stderr, *clones, server.home)
 
 
 def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer) -> None:
