@@ -44,7 +44,7 @@ class MlflowServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Start and wait for /health (5-12 s here with one worker and no job runner)."""
+        """Start and wait for /health: 11-34 s on this shared 2-core host, even with one worker and no job runner."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         command = [
@@ -129,7 +129,7 @@ def stop_workers(server: MlflowServer) -> None:
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """One server for the module, each test in its own experiment: a start costs 10-25 s here."""
+    """One server for the module, each test in its own experiment: a start costs 11-34 s here."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
     server.start()
     yield server
