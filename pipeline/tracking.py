@@ -34,8 +34,17 @@ TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
 TAG_MODEL = "carbon_budget.model"
 SNAPSHOT_FILE = "snapshot.json"
-# A dead server otherwise costs minutes of retries per call; a user's own settings still win.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+DELIVERY_LOCK = ".delivering.lock"
+# A dead server otherwise costs minutes of retries per call, and MLflow prints a link per run and model with the
+# tracking URI in it, credentials included (the gate prints one link, without them); a user's settings still win.
+_MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_PRINT_MODEL_URLS_ON_CREATION": "false",
+}
+# user:password@ in a tracking URI: printed URLs drop it, messages mask it
+_USERINFO = re.compile(r"(https?://)[^/@\s]+@")
 
 
 class PublishError(PipelineError):
@@ -57,8 +66,9 @@ def tracking_uri() -> str:
 
 
 def ui_url(uri: str, experiment_id: str) -> str:
-    """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one. Printed
+    in CI logs, so without the credentials a URI may hold."""
+    base = _USERINFO.sub(r"\1", uri).rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
@@ -166,7 +176,13 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     if uri.startswith("sqlite:///"):
         # fixed at creation; relative to the store, not to whatever directory the first run started in
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception:  # MLflow raises many types; on a shared server another client may have just created it
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 def _find_run(client: Any, experiment_id: str, tag: str, value: str) -> Any:
@@ -186,8 +202,6 @@ def _metric_key(name: str) -> str:
 
 
 def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[str, Any], folder: Path) -> None:
-    from mlflow.entities import Param, RunTag
-
     record = EmissionRecord.model_validate(entry["record"])
     run = client.create_run(
         experiment_id,
@@ -197,17 +211,16 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
             "mlflow.parentRunId": parent_id,
             TAG_RECORD: record.record_id,
             "carbon_budget.stage": record.stage,
-            "carbon_budget.measurement": record.methods.summary(),
-            "carbon_budget.method.cpu": record.methods.cpu,
-            "carbon_budget.method.gpu": record.methods.gpu,
-            "carbon_budget.method.ram": record.methods.ram,
-            "carbon_budget.tracking_mode": record.tracking_mode,
-            "carbon_budget.intensity_source": record.intensity_source,
-            "carbon_budget.hardware.cpu": record.hardware.cpu_model,
-            "carbon_budget.hardware.gpu": record.hardware.gpu_model or "none",
         },
     )
-    run_id = run.info.run_id
+    _fill_stage(client, run.info.run_id, record, entry, folder)
+
+
+def _fill_stage(client: Any, run_id: str, record: EmissionRecord, entry: dict[str, Any], folder: Path) -> None:
+    """Everything a stage's run holds besides the tags that identify it, then its end; safe to repeat on a run that
+    already holds part of it (MLflow skips a metric logged twice and accepts a param logged again unchanged)."""
+    from mlflow.entities import Param, RunTag
+
     flat_params: dict[str, Any] = {}
     _flatten("", record.params, flat_params)
     flat_params["carbon.pue_applied"] = record.pue
@@ -218,6 +231,14 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
         params=[Param(k, str(v)[:6000]) for k, v in sorted(flat_params.items())],
         tags=[
             RunTag("carbon_budget.status", record.status),
+            RunTag("carbon_budget.measurement", record.methods.summary()),
+            RunTag("carbon_budget.method.cpu", record.methods.cpu),
+            RunTag("carbon_budget.method.gpu", record.methods.gpu),
+            RunTag("carbon_budget.method.ram", record.methods.ram),
+            RunTag("carbon_budget.tracking_mode", record.tracking_mode),
+            RunTag("carbon_budget.intensity_source", record.intensity_source),
+            RunTag("carbon_budget.hardware.cpu", record.hardware.cpu_model),
+            RunTag("carbon_budget.hardware.gpu", record.hardware.gpu_model or "none"),
             *(RunTag(f"carbon_budget.{k}", v) for k, v in sorted(record.tags.items())),
         ],
     )
@@ -225,6 +246,12 @@ def _publish_stage(client: Any, experiment_id: str, parent_id: str, entry: dict[
         client.log_artifact(run_id, str(folder / artifact))
     status = "FINISHED" if record.status == "completed" else "FAILED"
     client.set_terminated(run_id, status=status, end_time=_ms(record.ended_at))
+
+
+def _cut_off(run: Any, parent_id: str) -> bool:
+    """A run of this execution that an earlier publish created but never finished (MLflow went away between
+    the calls): it holds only its tags, so it is completed rather than counted as already logged."""
+    return bool(run.info.status == "RUNNING" and run.data.tags.get("mlflow.parentRunId") == parent_id)
 
 
 def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
@@ -249,7 +276,7 @@ def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
             client.set_tag(run.info.run_id, TAG_MODEL, "logged")
             return True
     except Exception as exc:  # MLflow raises many types
-        raise PublishError(f"MLflow at {_redact(uri)} did not take the model ({type(exc).__name__}: {exc})") from None
+        raise _publish_error(uri, "the model", exc) from None
     return False
 
 
@@ -326,7 +353,7 @@ def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
 
 def _client(uri: str) -> Any:
     """An MLflow client whose store exists and is migrated: creation is serialised for sqlite stores."""
-    for name, value in _HTTP_DEFAULTS.items():
+    for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
@@ -371,10 +398,14 @@ def publish(folder: Path, uri: str | None = None) -> Published:
         parent_id = parent.info.run_id
         cached = []
         for entry in entries:
-            if _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"]) is not None:
+            found = _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"])
+            if found is None:
+                _publish_stage(client, experiment_id, parent_id, entry, folder)
+            elif _cut_off(found, parent_id):
+                _fill_stage(client, found.info.run_id, EmissionRecord.model_validate(entry["record"]), entry, folder)
+            else:
                 cached.append(entry["record"]["stage"])
                 continue
-            _publish_stage(client, experiment_id, parent_id, entry, folder)
             new_runs += 1
         verdict_doc = snapshot["verdict"]
         tags = [
@@ -396,17 +427,19 @@ def publish(folder: Path, uri: str | None = None) -> Published:
             client.log_artifact(parent_id, str(folder / artifact))
         client.set_terminated(parent_id, status="FINISHED", end_time=ended)
     except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
-        raise PublishError(
-            f"MLflow at {_redact(uri)} did not take the runs ({type(exc).__name__}: {_redact(str(exc))[:300]})"
-        ) from None
+        raise _publish_error(uri, "the runs", exc) from None
     return Published(execution_id, parent_id, experiment_id, new_runs, ui_url(uri, experiment_id))
 
 
-def _redact(text: str) -> str:
-    """Credentials never reach a message: strip user:password@ from URLs and known secret values."""
-    import re
+def _publish_error(uri: str, what: str, exc: Exception) -> PublishError:
+    """One message for every MLflow failure, redacted: MLflow's own messages repeat the request URL, with any
+    user:password@ a tracking URI holds (redacted before it is cut, so no part of a secret is left)."""
+    return PublishError(f"MLflow at {redact(uri)} did not take {what} ({type(exc).__name__}: {redact(str(exc))[:300]})")
 
-    text = re.sub(r"(https?://)[^/@\s]+@", r"\1***@", text)
+
+def redact(text: str) -> str:
+    """Credentials never reach a message: strip user:password@ from URLs and known secret values."""
+    text = _USERINFO.sub(r"\1***@", text)
     for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         secret = os.environ.get(name)
         if secret:
@@ -419,8 +452,30 @@ def pending(work_dir: Path) -> list[Path]:
     outbox = work_dir / layout.OUTBOX_DIR
     if not outbox.is_dir():
         return []
-    folders = [p for p in outbox.iterdir() if (p / SNAPSHOT_FILE).is_file()]
+    folders = [p for p in outbox.iterdir() if (p / SNAPSHOT_FILE).is_file() and not _being_delivered(p)]
     return sorted(folders, key=lambda p: (p / SNAPSHOT_FILE).stat().st_mtime)
+
+
+@contextmanager
+def delivering(folder: Path) -> Iterator[None]:
+    """Hold one snapshot for the whole of its delivery (runs, pictures, model, removal from the outbox).
+
+    The worker finishes a delivery after the gate has its answer; a `carbon-budget sync` run meanwhile (a CI
+    job syncing right after `dvc repro`) delivered the same snapshot a second time, logged the model twice and
+    failed on the files the worker had just removed."""
+    with (folder / DELIVERY_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _being_delivered(folder: Path) -> bool:
+    """True while another process holds the snapshot (or has just removed it)."""
+    try:
+        with (folder / DELIVERY_LOCK).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    return False
 
 
 def deliver(folder: Path, uri: str | None = None) -> Published:
@@ -435,8 +490,9 @@ def deliver(folder: Path, uri: str | None = None) -> Published:
         if not answer["ok"]:
             raise PublishError(str(answer["error"]))
         return Published(**answer["result"])
-    result = publish(folder, uri)
-    finish_delivery(folder, uri)
+    with delivering(folder):
+        result = publish(folder, uri)
+        finish_delivery(folder, uri)
     return result
 
 
@@ -470,6 +526,4 @@ def attach_pictures(folder: Path, uri: str) -> None:
             for path in present:
                 client.log_artifact(run.info.run_id, str(path))
     except Exception as exc:  # MLflow raises many types
-        raise PublishError(
-            f"MLflow at {_redact(uri)} did not take the pictures ({type(exc).__name__}: {exc})"
-        ) from None
+        raise _publish_error(uri, "the pictures", exc) from None

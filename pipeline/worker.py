@@ -29,6 +29,7 @@ from typing import Any
 IDLE_S = 300.0
 REPLY_TIMEOUT_S = 600.0
 DISABLE_ENV = "CARBON_BUDGET_WORKER"
+URI_ENV = "CARBON_BUDGET_WORKER_URI"
 
 
 def _code_version() -> str:
@@ -69,9 +70,15 @@ def ensure_running(uri: str) -> None:
     if alive is not None:
         alive.close()
         return
+    from pipeline.tracking import redact
+
     home = Path(__file__).resolve().parent.parent  # run this very copy of the package, not another install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(home), os.environ.get("PYTHONPATH")]))}
-    _spawn_detached([sys.executable, "-m", "pipeline.worker", uri], home, env, path.with_suffix(".log"))
+    env[URI_ENV] = uri
+    # the command line names the store for people reading `ps`, without credentials: anyone on the machine can
+    # read it, while the environment is the user's own
+    argv = [sys.executable, "-m", "pipeline.worker", redact(uri)]
+    _spawn_detached(argv, home, env, path.with_suffix(".log"))
 
 
 def _spawn_detached(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
@@ -153,8 +160,20 @@ def _jobs() -> dict[str, Any]:
     from pipeline import tracking
 
     def publish(folder: str, uri: str) -> Deferred:
-        published = asdict(tracking.publish(Path(folder), uri))
-        return Deferred(published, lambda: tracking.finish_delivery(Path(folder), uri))
+        # the snapshot stays held until its follow-up is done, so a sync meanwhile leaves it alone
+        held = contextlib.ExitStack()
+        held.enter_context(tracking.delivering(Path(folder)))
+        try:
+            published = asdict(tracking.publish(Path(folder), uri))
+        except BaseException:
+            held.close()
+            raise
+
+        def finish() -> None:
+            with held:
+                tracking.finish_delivery(Path(folder), uri)
+
+        return Deferred(published, finish)
 
     return {"publish": publish}
 
@@ -183,7 +202,7 @@ def serve(uri: str) -> None:
         tracking.warm_up(uri)
         jobs = _jobs()
         store = _store_identity(uri)
-        _log(f"worker for {uri} warm in {time.monotonic() - started:.2f} s")
+        _log(f"worker warm in {time.monotonic() - started:.2f} s")  # not the URI: it may hold credentials
         server.settimeout(IDLE_S)
         while True:
             try:
@@ -253,4 +272,4 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(os.environ[URI_ENV])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tracking import _redact
+from pipeline.tracking import redact
 from tests.conftest import edit_params, run
 
 
@@ -72,5 +72,5 @@ def test_sigterm_mid_epoch_keeps_the_energy_and_the_next_repro_resumes(project: 
 
 def test_credentials_never_reach_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-pass")
-    text = _redact("POST https://alice:s3cret-pass@mlflow.example.org/api failed, token s3cret-pass")
+    text = redact("POST https://alice:s3cret-pass@mlflow.example.org/api failed, token s3cret-pass")
     assert "s3cret-pass" not in text and "alice" not in text and "***@mlflow.example.org" in text

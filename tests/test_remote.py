@@ -1,0 +1,44 @@
+"""A DVC remote holds the data and models: a fresh clone pulls them and reruns nothing (what a CI runner does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.integration
+
+
+def test_fresh_clone_pulls_data_and_models_and_reruns_nothing(
+    project: Path, tool_env: dict[str, str], tmp_path: Path
+) -> None:
+    remote = tmp_path / "dvc-remote"
+    run(["dvc", "remote", "add", "-d", "local", str(remote)], project, tool_env)
+    assert "gate: PASSED" in run(["dvc", "repro"], project, tool_env).stdout
+    run(["dvc", "push"], project, tool_env)
+    assert any(p.is_file() for p in remote.rglob("*"))
+    # what is kept in git: dvc.lock, the remote's address, the records and metrics (cache: false)
+    run(["git", "add", "-A"], project, tool_env)
+    run(["git", "commit", "-qm", "pipeline outputs"], project, tool_env)
+
+    clone = tmp_path / "ci-runner"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path, tool_env)
+    assert not (clone / "models/model.pt").exists()
+    assert "not in cache" in run(["dvc", "status"], clone, tool_env).stdout  # without the pull it would retrain
+
+    run(["dvc", "pull"], clone, tool_env)
+    for output in ("data/processed/splits.npz", "models/model.pt", "models/export/model.torchscript.pt"):
+        assert (clone / output).read_bytes() == (project / output).read_bytes(), output
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone, tool_env).stdout
+    repro = run(["dvc", "repro"], clone, tool_env)
+    assert "Running stage" not in repro.stdout and "is cached" not in repro.stdout
+    assert not (clone / ".carbon-budget").exists()  # nothing ran, so nothing was measured or published
+
+    # the clone's gate reads the same records, outputs and metrics, and says the same
+    verdicts = [
+        json.loads(run(["carbon-budget", "gate", "--json"], repo, tool_env).stdout) for repo in (project, clone)
+    ]
+    assert verdicts[0] == verdicts[1] and verdicts[1]["passed"] is True
