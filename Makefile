@@ -19,8 +19,11 @@ setup: $(VENV)/.installed
 run: setup
 	dvc repro
 
+# Two processes share the machine for most tests (one test file each at a time, so module fixtures stay put);
+# the tests that measure this machine's speed or power then run alone.
 test: setup
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile -m "not serial"
+	python -m pytest -p no:xdist -m serial
 
 bench: setup
 	python benchmarks/pipeline_overhead.py

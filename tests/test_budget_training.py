@@ -36,6 +36,7 @@ def busy(mode: str, copies: int, env: dict[str, str]) -> list[float]:
 
 
 @pytest.mark.integration
+@pytest.mark.serial
 def test_parallel_runs_are_not_each_charged_the_whole_machine(tool_env: dict[str, str]) -> None:
     env = {**tool_env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     alone = busy("process", 1, env)[0]
@@ -67,6 +68,7 @@ def test_abort_stops_training_early_and_says_why(project: Path, tool_env: dict[s
 
 
 @pytest.mark.integration
+@pytest.mark.serial
 def test_warn_finishes_training_the_gate_decides_and_the_forecast_holds(
     project: Path, tool_env: dict[str, str]
 ) -> None:

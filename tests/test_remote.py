@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import layout
 from tests.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -26,11 +27,11 @@ def test_fresh_clone_pulls_data_and_models_and_reruns_nothing(
 
     clone = tmp_path / "ci-runner"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path, tool_env)
-    assert not (clone / "models/model.pt").exists()
+    assert not (clone / layout.MODEL).exists()
     assert "not in cache" in run(["dvc", "status"], clone, tool_env).stdout  # without the pull it would retrain
 
     run(["dvc", "pull"], clone, tool_env)
-    for output in ("data/processed/splits.npz", "models/model.pt", "models/export/model.torchscript.pt"):
+    for output in (layout.PROCESSED_DATA, layout.MODEL, layout.EXPORT_DIR / layout.EXPORT_FILES["torchscript"]):
         assert (clone / output).read_bytes() == (project / output).read_bytes(), output
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone, tool_env).stdout
     repro = run(["dvc", "repro"], clone, tool_env)
