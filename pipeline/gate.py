@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError, RecordError
 from pipeline.files import read_json
 from pipeline.lockfile import Lock, load_lock
 from pipeline.payback import describe, distillation_payback
-from pipeline.records import EmissionRecord, file_md5, load_record
+from pipeline.records import EmissionRecord, file_drift, load_record
 
 GATE_STAGE = "gate"  # this pipeline's own gate stage
 INIT_GATE_STAGE = "carbon_gate"  # the one `carbon-budget init` adds to any project: unlikely to be taken already
@@ -91,11 +91,9 @@ def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path, lock: Lock 
         if scope.section_now(section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
     for output, digest in record.outputs.items():
-        path = root / output
-        if not path.is_file():
-            reasons.append(f"its output {output} is missing")
-        elif file_md5(path) != digest:
-            reasons.append(f"its output {output} has changed since")
+        drift = file_drift(root / output, digest)
+        if drift is not None:
+            reasons.append(f"its output {output} {drift}" + (" since" if drift == "has changed" else ""))
     return reasons
 
 

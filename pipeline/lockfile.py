@@ -16,7 +16,7 @@ import yaml
 from pipeline import layout
 from pipeline.errors import RecordError
 from pipeline.files import parse_yaml
-from pipeline.records import file_md5
+from pipeline.records import file_drift
 
 LOCK_FILE = Path("dvc.lock")
 
@@ -43,11 +43,9 @@ class Lock:
                 continue  # a directory's hash is DVC's own listing format; no budgeted stage reads one
             if Path(path).parent == layout.RECORDS_DIR:
                 continue
-            file = root / path
-            if not file.is_file():
-                reasons.append(f"its input {path} is missing")
-            elif file_md5(file) != md5:
-                reasons.append(f"its input {path} has changed since it ran")
+            drift = file_drift(root / path, md5)
+            if drift is not None:
+                reasons.append(f"its input {path} {drift}" + (" since it ran" if drift == "has changed" else ""))
         return reasons
 
 

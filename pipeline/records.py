@@ -190,6 +190,14 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_drift(path: Path, digest: str) -> str | None:
+    """How a file parted from the md5 it was recorded with ("is missing", "has changed"), or None if it did not:
+    the one test behind every stale-record reason, for outputs a record paid for and inputs dvc.lock lists."""
+    if not path.is_file():
+        return "is missing"
+    return "has changed" if file_md5(path) != digest else None
+
+
 def save_record(path: Path, record: EmissionRecord) -> None:
     write_json(path, record.model_dump(mode="json"))
 
