@@ -309,13 +309,14 @@ def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -
         "name": "model",
         "input_example": example,
         "signature": signature,
-        "validate_serving_input": False,
         "registered_model_name": tags.get("registered_model_name"),
     }
     with mlflow.start_run(run_id=run_id):
         if tags["deploy_format"].startswith("onnx"):
             import onnx
 
+            # mlflow.onnx hands unknown keywords on to onnx.save_model, which refuses validate_serving_input: the
+            # example is validated here, in the background, after the gate has its answer
             mlflow.onnx.log_model(onnx.load(str(artifact)), pip_requirements=["onnxruntime", "onnx"], **common)
         else:
             import torch
@@ -323,7 +324,11 @@ def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -
             requirement = f"torch=={torch.__version__.split('+')[0]}"
             # MLflow stores a ScriptModule only in its pickle format; it is our own artifact, loaded by MLflow's loader
             mlflow.pytorch.log_model(
-                torch.jit.load(str(artifact)), pip_requirements=[requirement], serialization_format="pickle", **common
+                torch.jit.load(str(artifact)),
+                pip_requirements=[requirement],
+                serialization_format="pickle",
+                validate_serving_input=False,
+                **common,
             )
 
 

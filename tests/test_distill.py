@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,16 @@ def test_a_student_is_distilled_measured_deployed_and_gated(project: Path, tool_
         export={"formats": ["onnx"], "deploy": "onnx"},
         budget={"model_size_mb": 0.02},
     )
-    passed = run(["dvc", "repro"], project, tool_env)
+    # the gate publishes in its own process, so the runs are in the store when dvc repro returns
+    passed = run(["dvc", "repro"], project, {**tool_env, "CARBON_BUDGET_WORKER": "off"})
     assert "Running stage 'distill@small'" in passed.stdout and "gate: PASSED" in passed.stdout
-    assert "distillation: student small cost" in passed.stdout
+    assert "distillation: student small cost" in passed.stdout and "warning" not in passed.stderr
+    with sqlite3.connect(project / "mlflow.db") as store:
+        names = {row[0] for row in store.execute("select name from runs")}
+        keys = {row[0] for row in store.execute("select distinct key from metrics")}
+        logged_models = store.execute("select count(*) from logged_models").fetchone()[0]
+    assert logged_models == 1  # the student, as ONNX (mlflow.onnx)
+    assert "distill@small" in names and "distill_small.energy_wh" in keys  # MLflow refuses '@' in metric names
 
     record = json.loads((project / "metrics/emissions/distill@small.json").read_text())
     assert record["status"] == "completed" and record["energy_kwh"] > 0
