@@ -74,3 +74,36 @@ def test_credentials_never_reach_a_message(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-pass")
     text = redact("POST https://alice:s3cret-pass@mlflow.example.org/api failed, token s3cret-pass")
     assert "s3cret-pass" not in text and "alice" not in text and "***@mlflow.example.org" in text
+
+
+@pytest.mark.integration
+def test_two_clones_at_once_share_one_sqlite_store(project: Path, tool_env: dict[str, str], tmp_path: Path) -> None:
+    """Two `dvc repro` in two clones against one sqlite file, both gates publishing at the same moment."""
+    store = tmp_path / "shared" / "mlflow.db"  # not yet created: both processes race to create it
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path, tool_env)
+    env = {**tool_env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "CARBON_BUDGET_WORKER": "off"}
+    repros = [
+        subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for repo in (project, clone)
+    ]
+    for repro in repros:
+        out, err = repro.communicate(timeout=600)
+        assert repro.returncode == 0 and "gate: PASSED" in out, err
+    for repo in (project, clone):  # anything a locked database turned away is delivered now, once
+        run(["carbon-budget", "sync"], repo, env)
+        run(["carbon-budget", "gate"], repo, env)  # each clone's records and outputs are its own, intact
+
+    record_ids = {
+        json.loads((repo / f"metrics/emissions/{stage}.json").read_text())["record_id"]
+        for repo in (project, clone)
+        for stage in ("preprocess", "train", "evaluate", "export", "gate")
+    }
+    with sqlite3.connect(store) as con:
+        parents = con.execute(
+            "select count(*) from runs r where not exists"
+            " (select 1 from tags t where t.run_uuid = r.run_uuid and t.key = 'mlflow.parentRunId')"
+        ).fetchone()[0]
+        logged = [r[0] for r in con.execute("select value from tags where key = 'carbon_budget.record_id'")]
+    assert parents == 2
+    assert sorted(logged) == sorted(record_ids) and len(record_ids) == 10  # every stage run of both, once
