@@ -229,24 +229,23 @@ class Params(_Section):
     def section(self, name: str) -> dict[str, Any]:
         """A section as plain data, as a stage records what it ran with. A dotted name reaches inside one
         (`distill.students.small`), so a stage that reads one student is not stale when another is added."""
-        return dict(self._value_at(name))
+        found = self.find_section(name)
+        if found is None:
+            raise KeyError(name)
+        return found
 
-    def has_section(self, name: str) -> bool:
-        """Whether `section(name)` exists in these params: a record may name a student since removed."""
-        try:
-            self._value_at(name)
-        except (KeyError, TypeError):
-            return False
-        return True
-
-    def _value_at(self, name: str) -> Any:
+    def find_section(self, name: str) -> dict[str, Any] | None:
+        """`section(name)`, or None when these params have no such section: a record may name a student since
+        removed."""
         head, _, rest = name.partition(".")
         if head not in type(self).model_fields:
-            raise KeyError(name)
+            return None
         value: Any = getattr(self, head).model_dump(mode="json")
         for key in rest.split(".") if rest else ():
+            if not isinstance(value, dict) or key not in value:
+                return None
             value = value[key]
-        return value
+        return dict(value) if isinstance(value, dict) else None
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

@@ -43,7 +43,7 @@ class Scope:
     def of_pipeline(cls, params: Params) -> Scope:
         return cls(
             params.budget,
-            lambda name: params.section(name) if params.has_section(name) else None,
+            params.find_section,
             tuple(params.distill.stage_names()),
             params.deployed_model(),
         )
@@ -97,14 +97,18 @@ def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path, lock: Lock 
     return reasons
 
 
-def _figure(path: Path, key: str, problems: list[str], required: bool) -> Any:
-    """A figure from a metrics file; missing or unreadable is a problem only when a budget needs it."""
+def _metrics_with(path: Path, key: str, problems: list[str], required: bool) -> dict[str, Any] | None:
+    """A metrics file that holds `key`; missing, unreadable or without it is a problem only when a budget needs
+    it. The whole document comes back: a deployed student's comparison with its teacher lives beside `deploy`."""
     try:
-        return read_json(path)[key]
+        document = read_json(path)
+        document[key]  # KeyError without it, TypeError when the file is not a mapping
     except FileNotFoundError:
         reason = "missing"
     except (OSError, ValueError, KeyError, TypeError) as exc:
         reason = f"unreadable or lacks {key!r} ({exc})"
+    else:
+        return document
     if required:
         problems.append(f"{path}: {reason}")
     return None
@@ -133,7 +137,8 @@ def gather(scope: Scope, root: Path) -> Evidence:
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
     size_required = scope.budget.model_size_mb is not None
-    export = _figure(root / layout.EXPORT_METRICS, "deploy", problems, size_required)
+    export_document = _metrics_with(root / layout.EXPORT_METRICS, "deploy", problems, size_required)
+    export = export_document["deploy"] if export_document else None
     size_mb = parameters = deploy_path = None
     if isinstance(export, dict) and isinstance(export.get("path"), str):
         deploy_path = export["path"]
@@ -146,11 +151,11 @@ def gather(scope: Scope, root: Path) -> Evidence:
     payback = None
     if scope.deployed_model == "teacher":
         accuracy_required = scope.budget.min_accuracy is not None
-        accuracy = _figure(root / layout.EVALUATE_METRICS, "test_accuracy", problems, accuracy_required)
+        evaluation = _metrics_with(root / layout.EVALUATE_METRICS, "test_accuracy", problems, accuracy_required)
+        accuracy = evaluation["test_accuracy"] if evaluation else None
     else:  # the accuracy budget holds for the model that ships: the student, as exported
         accuracy = export.get("accuracy") if isinstance(export, dict) else None
-        if isinstance(export, dict):
-            export_document = read_json(root / layout.EXPORT_METRICS)
+        if isinstance(export, dict) and export_document:
             payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, export_document)
     return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
 
