@@ -19,6 +19,7 @@ import torch
 
 from pipeline.config import DataParams, ModelParams, TrainParams
 from pipeline.data import load_dataset, prepare
+from pipeline.evaluation import top1_accuracy
 from pipeline.export import check_artifact, write_artifacts
 from pipeline.models import build_model, model_config
 from pipeline.training import train_model
@@ -48,7 +49,7 @@ def main() -> None:
         checks = {f: check_artifact(f, p, reference, splits.x_test, splits.y_test, 64, 1.0) for f, p in paths.items()}
     print(
         f"fp32 state dict {state_dict_mb * 1000:.1f} KB; eager PyTorch {eager_ms:.3f} ms per batch of 64;"
-        f" test accuracy {float((reference.argmax(1) == splits.y_test).mean()):.2%}"
+        f" test accuracy {top1_accuracy(reference, splits.y_test):.2%}"
     )
     print("format        size KB  vs state dict  accuracy drop  latency ms  vs eager")
     for fmt, check in checks.items():

@@ -11,6 +11,11 @@ from typing import Any
 import numpy as np
 
 
+def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows whose highest logit is the label: what export, distillation and the benchmarks score."""
+    return float((logits.argmax(1) == labels).mean())
+
+
 def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows are actual classes, columns predicted ones (scikit-learn's convention)."""
     return np.bincount(actual * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)

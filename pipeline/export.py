@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
+from pipeline.evaluation import top1_accuracy
 from pipeline.layout import EXPORT_FILES
 
 FP32_FORMATS = ("torchscript", "onnx")
@@ -146,8 +147,8 @@ def check_artifact(
         logits = np.concatenate([run(x_test[i : i + batch_size]) for i in range(0, len(x_test), batch_size)])
     except Exception as exc:
         raise ExportError(f"{path}: {fmt} artifact fails on the test split ({type(exc).__name__}: {exc})") from None
-    reference_accuracy = float((reference.argmax(1) == y_test).mean())
-    accuracy = float((logits.argmax(1) == y_test).mean())
+    reference_accuracy = top1_accuracy(reference, y_test)
+    accuracy = top1_accuracy(logits, y_test)
     check = ArtifactCheck(
         format=fmt,
         path=path.as_posix(),

@@ -145,6 +145,10 @@ class EmissionRecord(BaseModel):
         return {"forecast_error_pct": (forecast - self.energy_kwh) / self.energy_kwh * 100}
 
 
+# a node's figures that add up to the stage's; duration and methods stay each node's own
+SUMMED_OVER_NODES = ("energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "co2_kg")
+
+
 def node_energy(
     record: EmissionRecord, node_rank: int, hostname: str, processes: int, cpu_seconds: float
 ) -> NodeEnergy:
@@ -154,13 +158,7 @@ def node_energy(
         hostname=hostname,
         processes=processes,
         cpu_seconds=cpu_seconds,
-        duration_s=record.duration_s,
-        energy_kwh=record.energy_kwh,
-        cpu_energy_kwh=record.cpu_energy_kwh,
-        gpu_energy_kwh=record.gpu_energy_kwh,
-        ram_energy_kwh=record.ram_energy_kwh,
-        co2_kg=record.co2_kg,
-        methods=record.methods,
+        **record.model_dump(include={"duration_s", "methods", *SUMMED_OVER_NODES}),
     )
 
 
@@ -173,10 +171,7 @@ def with_nodes(record: EmissionRecord, nodes: list[NodeEnergy]) -> EmissionRecor
     return record.model_copy(
         update={
             "nodes": ordered,
-            **{
-                name: math.fsum(getattr(n, name) for n in ordered)
-                for name in ("energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "co2_kg")
-            },
+            **{name: math.fsum(getattr(n, name) for n in ordered) for name in SUMMED_OVER_NODES},
         }
     )
 

@@ -299,7 +299,7 @@ def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -
     from mlflow.types.schema import Schema, TensorSpec
 
     # The signature is stated, not inferred: inferring it, or validating the example, would load and run the
-    # model here and cost about a second on the pipeline's critical path.
+    # model here, about a second more of the worker's time; mlflow.onnx cannot skip the validation (below).
     width = example.shape[1] if example is not None else -1
     signature = ModelSignature(
         Schema([TensorSpec(np.dtype(np.float32), (-1, width), "input")]),
@@ -315,8 +315,7 @@ def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -
         if tags["deploy_format"].startswith("onnx"):
             import onnx
 
-            # mlflow.onnx hands unknown keywords on to onnx.save_model, which refuses validate_serving_input: the
-            # example is validated here, in the background, after the gate has its answer
+            # mlflow.onnx hands unknown keywords on to onnx.save_model, which refuses validate_serving_input
             mlflow.onnx.log_model(onnx.load(str(artifact)), pip_requirements=["onnxruntime", "onnx"], **common)
         else:
             import torch

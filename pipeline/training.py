@@ -108,8 +108,9 @@ def train_model(
         indices = order(epoch).to(device)
         for start in range(0, len(indices), params.batch_size):
             batch = indices[start : start + params.batch_size]
+            inputs = x_train[batch]
             optimizer.zero_grad()
-            loss = loss_fn(model(x_train[batch]), x_train[batch], y_train[batch])
+            loss = loss_fn(model(inputs), inputs, y_train[batch])
             loss.backward()
             optimizer.step()
         train_loss, train_accuracy = _score(model, x_train, y_train)

@@ -34,6 +34,7 @@ def main() -> None:
 
         from pipeline.data import load_splits
         from pipeline.distillation import distillation_loss, student_config, student_training
+        from pipeline.evaluation import top1_accuracy
         from pipeline.models import build_model, count_parameters, load_model, save_model
         from pipeline.training import pick_device, train_model
 
@@ -53,7 +54,7 @@ def main() -> None:
         )
         history = [epoch.as_row() for epoch in result.history]
         with torch.no_grad():
-            test_accuracy = float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
+            test_accuracy = top1_accuracy(model(torch.from_numpy(splits.x_test)).numpy(), splits.y_test)
         write_csv(curves_path, history)
         write_json(
             metrics_path,

@@ -45,6 +45,7 @@ def main() -> None:
         from pipeline import modelcard
         from pipeline.budgets import check
         from pipeline.data import load_splits
+        from pipeline.evaluation import top1_accuracy
         from pipeline.export import check_artifact, write_artifacts
         from pipeline.models import count_parameters, load_model
 
@@ -67,7 +68,7 @@ def main() -> None:
                 ).as_dict()
                 for fmt, path in paths.items()
             }
-            return checks, float((reference.argmax(1) == splits.y_test).mean()), count_parameters(model)
+            return checks, top1_accuracy(reference, splits.y_test), count_parameters(model)
 
         checks, reference_accuracy, parameters = export_checked(
             layout.trained_model(model_name), list(params.export.formats), layout.EXPORT_DIR
