@@ -6,12 +6,12 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: setup run test bench ui
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch would pull a CUDA build of several GB onto a CPU machine
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[pipeline,lightning,transformers,dev]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -58,7 +58,7 @@ def fresh_clone(base: Path, epochs: int, env: dict[str, str]) -> Path:
 def worker_log(clone: Path) -> list[str]:
     """The lines the background worker of this clone's store wrote (its time and CPU are in no record)."""
     sys.path.insert(0, str(clone))
-    from pipeline.worker import socket_path
+    from carbon_budget.publish.worker import socket_path
 
     uri = f"sqlite:///{(clone / 'mlflow.db').resolve().as_posix()}"
     log = socket_path(uri).with_suffix(".log")

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import CarbonParams, DataParams, ForecastParams, ModelParams, TrainParams
+from carbon_budget.config import CarbonParams, ForecastParams
+from carbon_budget.measure.energy import EnergyMeter
+from carbon_budget.measure.forecast import Forecaster
+from pipeline.config import DataParams, ModelParams, TrainParams
 from pipeline.data import load_dataset, prepare
-from pipeline.energy import EnergyMeter
-from pipeline.forecast import Forecaster
 from pipeline.models import build_model, model_config
 from pipeline.training import train_model
 

@@ -1,6 +1,4 @@
-"""carbon-budget-pipeline: energy and carbon budgets for every model a team trains.
-
-Nothing heavy is imported here, so `carbon-budget gate` and `--help` stay fast.
+"""The reference pipeline: digits data, MLP/CNN models, training (also DDP under torchrun), distillation, ONNX/int8
+export and a Hugging Face model card. It uses the `carbon_budget` plugin only through its public API, exactly as
+a team's own pipeline would, and is never installed: its stages run from this checkout (`python -m stages.X`).
 """
-
-__version__ = "0.1.0"

@@ -1,32 +1,33 @@
-"""params.yaml, validated once at the edge into typed, frozen objects.
+"""The reference pipeline's params.yaml, validated whole, once, at the edge into typed, frozen objects.
 
-Every stage and the CLI read params through `load_params`; a bad file gets one message that names the key,
-the value and what is allowed, instead of a KeyError deep inside a stage.
+Its own sections (data, model, train, distill, export) sit beside the plugin's (carbon, budget, forecast,
+mlflow), which come from `carbon_budget.config` unchanged; every stage reads params through `load_params`, and a
+bad file gets the plugin's one message per problem, naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pipeline.errors import ParamsError
-from pipeline.files import parse_yaml
+from carbon_budget.config import (
+    PARAMS_FILE,
+    BudgetParams,
+    CarbonParams,
+    ForecastParams,
+    MlflowParams,
+    PositiveFloat,
+    Section,
+    read_params_file,
+    validate,
+)
 
-PARAMS_FILE = "params.yaml"
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataParams(_Section):
+class DataParams(Section):
     source: Literal["digits", "csv", "npz"] = "digits"
     path: str | None = None
     label_column: str = "label"
@@ -44,14 +45,14 @@ class DataParams(_Section):
         return self
 
 
-class ModelParams(_Section):
+class ModelParams(Section):
     arch: Literal["mlp", "cnn"] = "mlp"
     hidden_sizes: list[Annotated[int, Field(gt=0)]] = [128, 64]
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     channels: list[Annotated[int, Field(gt=0)]] = [16, 32]
 
 
-class DistributedParams(_Section):
+class DistributedParams(Section):
     """How `torchrun` launches training; a key left null is not passed, so torchrun's own PET_* variable
     (PET_NNODES, PET_RDZV_ENDPOINT, ...) or its default applies, as with torchrun run by hand."""
 
@@ -73,7 +74,7 @@ class DistributedParams(_Section):
         return self
 
 
-class TrainParams(_Section):
+class TrainParams(Section):
     epochs: Annotated[int, Field(gt=0)] = 20
     batch_size: Annotated[int, Field(gt=0)] = 64
     lr: PositiveFloat = 1e-3
@@ -84,14 +85,7 @@ class TrainParams(_Section):
     distributed: DistributedParams = DistributedParams()
 
 
-class ForecastParams(_Section):
-    warmup_epochs: Annotated[int, Field(gt=0)] = 1
-    on_overrun: Literal["abort", "warn"] = "abort"
-    sample_every_s: PositiveFloat = 1.0
-    min_window_s: PositiveFloat = 2.0
-
-
-class StudentParams(_Section):
+class StudentParams(Section):
     """A smaller MLP trained on the teacher's softened outputs plus the labels (Hinton et al., 2015)."""
 
     hidden_sizes: list[Annotated[int, Field(gt=0)]] = [32]
@@ -102,11 +96,13 @@ class StudentParams(_Section):
 
 
 # a student's name becomes a DVC stage (distill@NAME), a file name and an MLflow run name
+
 StudentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
 RESERVED_MODEL_NAMES = ("model", "teacher")
 
 
-class DistillParams(_Section):
+class DistillParams(Section):
     students: dict[StudentName, StudentParams] = {}
 
     @field_validator("students")
@@ -127,7 +123,7 @@ class DistillParams(_Section):
 ExportFormat = Literal["torchscript", "onnx", "onnx_int8"]
 
 
-class ExportParams(_Section):
+class ExportParams(Section):
     formats: list[ExportFormat] = ["torchscript"]
     deploy: ExportFormat = "torchscript"
     opset: Annotated[int, Field(ge=9, le=21)] = 17
@@ -145,56 +141,13 @@ class ExportParams(_Section):
         return self
 
 
-class CarbonParams(_Section):
-    country_iso_code: str = "USA"
-    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
-    measure_power_secs: PositiveFloat = 5.0
-    intensity_g_per_kwh: PositiveFloat | None = None
-    tracking_mode: Literal["process", "machine"] = "process"
-
-    @field_validator("country_iso_code")
-    @classmethod
-    def _known_country(cls, code: str) -> str:
-        from pipeline import grid
-
-        known = grid.known_countries()
-        if code not in known:
-            close = [c for c in known if c[0] == code[:1].upper()][:12]
-            raise ValueError(
-                f"unknown country code {code!r}: use an ISO 3166-1 alpha-3 code codecarbon has grid data for"
-                f" (e.g. {', '.join(close) or 'USA, FRA, DEU'})"
-            )
-        return code
-
-
-class StageBudget(_Section):
-    energy_kwh: PositiveFloat | None = None
-    co2_kg: PositiveFloat | None = None
-    duration_s: PositiveFloat | None = None
-
-
-class BudgetParams(_Section):
-    """The budgets the gate judges. Model size and accuracy are judged only when set: a project that ships no
-    model (any DVC project under `carbon-budget track`) has energy and CO2 budgets alone."""
-
-    energy_kwh: PositiveFloat
-    co2_kg: PositiveFloat
-    model_size_mb: PositiveFloat | None = None
-    min_accuracy: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
-    stages: dict[str, StageBudget] = {}
-
-
 class ModelBudgetParams(BudgetParams):
     """This pipeline always deploys a model, so its size budget is required."""
 
     model_size_mb: PositiveFloat
 
 
-class MlflowParams(_Section):
-    experiment: str = "carbon-budget"
-
-
-class Params(_Section):
+class Params(Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
@@ -226,114 +179,12 @@ class Params(_Section):
             return self.export.model
         return next(iter(self.distill.students), "teacher")
 
-    def section(self, name: str) -> dict[str, Any]:
-        """A section as plain data, as a stage records what it ran with. A dotted name reaches inside one
-        (`distill.students.small`), so a stage that reads one student is not stale when another is added."""
-        found = self.find_section(name)
-        if found is None:
-            raise KeyError(name)
-        return found
 
-    def find_section(self, name: str) -> dict[str, Any] | None:
-        """`section(name)`, or None when these params have no such section: a record may name a student since
-        removed."""
-        head, _, rest = name.partition(".")
-        if head not in type(self).model_fields:
-            return None
-        value: Any = getattr(self, head).model_dump(mode="json")
-        for key in rest.split(".") if rest else ():
-            if not isinstance(value, dict) or key not in value:
-                return None
-            value = value[key]
-        return dict(value) if isinstance(value, dict) else None
-
-
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as `StageBudget`, `X | None` or `dict[str, X]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _submodel(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at `loc`, to list the keys it allows."""
-    model: type[BaseModel] | None = Params
-    for part in loc[:-1]:
-        if model is None:
-            return None
-        if part in model.model_fields:
-            model = _submodel(model.model_fields[part].annotation)
-        # any other part is a free dict key (a stage name): its values share one model
-    return model
-
-
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    key = ".".join(str(p) for p in loc) or "(top level)"
-    value = error.get("input")
-    if error["type"] == "extra_forbidden":
-        owner = _model_at(loc)
-        allowed = ", ".join(owner.model_fields) if owner else "see README"
-        return f"unknown key {key} (allowed here: {allowed})"
-    if error["type"] == "missing":
-        return f"missing key {key}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    shown = "NaN" if isinstance(value, float) and math.isnan(value) else repr(value)
-    if isinstance(value, dict):
-        return f"{key}: {message}"
-    return f"{key} = {shown}: {message}"
-
-
-def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+def parse_params(raw: object, source: str = PARAMS_FILE) -> Params:
     """Validate already-loaded YAML data into `Params`, or raise ParamsError listing every problem."""
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe(dict(err))}" for err in exc.errors())
-        raise ParamsError(f"{source} is not valid:\n{problems}") from None
+    return validate(Params, raw, source)
 
 
 def load_params(path: Path) -> Params:
     """Read and validate params.yaml."""
     return parse_params(read_params_file(path), source=str(path))
-
-
-SectionT = TypeVar("SectionT", bound=_Section)
-
-
-def read_params_file(path: Path, missing_ok: bool = False) -> dict[str, Any]:
-    """A params file as plain data, for the commands that read single sections of a file they do not own."""
-    if missing_ok and not path.is_file():
-        return {}
-    try:
-        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ParamsError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    return raw
-
-
-def parse_section(raw: dict[str, Any], name: str, model: type[SectionT], source: str) -> SectionT:
-    """One top-level section validated on its own, so a foreign project's other keys are never judged; an absent
-    section gets the model's defaults (a ParamsError when the model has required keys)."""
-    section = raw.get(name)
-    try:
-        return model.model_validate({} if section is None else section)
-    except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe({**err, 'loc': (name, *err['loc'])})}" for err in exc.errors())
-        raise ParamsError(f"{source} is not valid:\n{problems}") from None
-
-
-def load_carbon(path: Path) -> CarbonParams:
-    """Only the `carbon:` section, for a project that is not this pipeline (`carbon-budget track`): defaults
-    when the file or the section is absent, the same clear message when a value is wrong."""
-    return parse_section(read_params_file(path, missing_ok=True), "carbon", CarbonParams, str(path))

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from carbon_budget.files import write_bytes_atomic
 from pipeline.config import DataParams
 from pipeline.errors import DataError
-from pipeline.files import write_bytes_atomic
 
 DIGITS_IMAGE_SHAPE = (1, 8, 8)
 

@@ -31,11 +31,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
+from carbon_budget.config import PARAMS_FILE
+from carbon_budget.errors import ParamsError
+from carbon_budget.files import write_json
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, load_params
+from pipeline.config import load_params
 from pipeline.data import load_splits
-from pipeline.errors import ParamsError
-from pipeline.files import write_json
 from pipeline.models import build_model, count_parameters, model_config, save_model
 from pipeline.training import BatchOrder, EpochResult, pick_device, train_model
 

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import layout
+from carbon_budget.errors import CarbonBudgetError, MeasurementError, ParamsError
+from carbon_budget.files import read_json, write_json
+from carbon_budget.layout import STATE_DIR
+from carbon_budget.measure.energy import tree_cpu_seconds
+from carbon_budget.records.record import EmissionRecord, NodeEnergy, node_energy, save_record, with_nodes
 from pipeline.config import DistributedParams
-from pipeline.energy import tree_cpu_seconds
-from pipeline.errors import MeasurementError, ParamsError, PipelineError
-from pipeline.files import read_json, write_json
-from pipeline.records import EmissionRecord, NodeEnergy, node_energy, save_record, with_nodes
 
 WORKER_MODULE = "pipeline.ddp_worker"
-EXCHANGE_ROOT = layout.STATE_DIR / "distributed"
+EXCHANGE_ROOT = STATE_DIR / "distributed"
 POLL_S = 0.05
 NODE_FIGURES_WAIT_S = 120.0  # nodes finish within seconds of each other: DDP keeps them in step
 TERMINATE_WAIT_S = 15.0
@@ -135,7 +135,7 @@ def _supervise(command: list[str], exchange: Path, on_epoch: Callable[[int], str
                 process.kill()
                 process.wait()
     if process.returncode != 0:
-        raise PipelineError(f"distributed training failed: torchrun exited with {process.returncode} (see above)")
+        raise CarbonBudgetError(f"distributed training failed: torchrun exited with {process.returncode} (see above)")
     return stop_reason
 
 

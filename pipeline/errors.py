@@ -1,49 +1,12 @@
-"""The errors a user can cause. The library raises them; only the CLI and stages turn them into exit codes."""
+"""The reference pipeline's own errors, beside the plugin's: each is a `CarbonBudgetError`, so a stage's entry
+point turns it into one message and exit code 1 like any other."""
+
+from carbon_budget.errors import CarbonBudgetError
 
 
-class PipelineError(Exception):
-    """Base class: the message is written for the person who has to fix it."""
-
-
-class ParamsError(PipelineError):
-    """params.yaml is missing, unreadable or holds a value that is not allowed."""
-
-
-class DataError(PipelineError):
+class DataError(CarbonBudgetError):
     """The data set named in params cannot be used as it is."""
 
 
-class RecordError(PipelineError):
-    """An emission record is missing, unreadable, incomplete or does not belong to the current outputs."""
-
-
-class ModelError(PipelineError):
+class ModelError(CarbonBudgetError):
     """A model file is missing or cannot be loaded."""
-
-
-class MeasurementError(PipelineError):
-    """codecarbon could not measure; a missing measurement is never reported as zero."""
-
-
-class BudgetExceeded(PipelineError):
-    """At least one budget was exceeded; the message lists every failing line."""
-
-
-class StageAborted(PipelineError):
-    """The stage stopped on purpose before finishing; its record says `aborted`, with the energy spent."""
-
-
-class StageInterrupted(StageAborted):
-    """The stage received SIGTERM or SIGINT; raised so the record of the energy spent so far is still written."""
-
-
-class ForecastOverrun(StageAborted):
-    """Training was stopped because its energy forecast exceeds what the budget leaves for it."""
-
-
-class CommandFailed(PipelineError):
-    """A command run under `carbon-budget track` exited non-zero; its record says `failed`."""
-
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(f"the tracked command exited with {exit_code}")
-        self.exit_code = exit_code

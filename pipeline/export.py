@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import PipelineError
+from carbon_budget.errors import CarbonBudgetError
 from pipeline.evaluation import top1_accuracy
 from pipeline.layout import EXPORT_FILES
 
 FP32_FORMATS = ("torchscript", "onnx")
 
 
-class ExportError(PipelineError):
+class ExportError(CarbonBudgetError):
     """An artifact could not be written, loaded, or does not match the trained model closely enough."""
 
 

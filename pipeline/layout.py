@@ -1,13 +1,19 @@
-"""Where every output lives, relative to the project root.
+"""Where every output of the reference pipeline lives, relative to the project root.
 
 dvc.yaml declares the same paths; tests/test_layout.py fails if the two drift apart. Units and kinds live in
-the directory names: data/, models/, metrics/, plots/.
+the directory names: data/, models/, metrics/, plots/. The plugin's own paths (records, the gate's verdict,
+the deployed model's figures) come from `carbon_budget.layout`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from carbon_budget.layout import DEPLOY_METRICS
+from carbon_budget.layout import EFFICIENCY as EFFICIENCY
+from carbon_budget.layout import ENERGY_PER_STAGE as ENERGY_PER_STAGE
+from carbon_budget.layout import ENERGY_PNG as ENERGY_PNG
+from carbon_budget.layout import GATE_METRICS as GATE_METRICS
 
 PROCESSED_DATA = Path("data/processed/splits.npz")
 DATA_META = Path("data/processed/meta.json")
@@ -17,29 +23,17 @@ TRAINED_DIR = Path("models/trained")
 MODEL = TRAINED_DIR / "model.pt"
 DISTILL_METRICS_DIR = Path("metrics/distill")
 EXPORT_DIR = Path("models/export")
-RECORDS_DIR = Path("metrics/emissions")
 TRAIN_METRICS = Path("metrics/train.json")
 EVALUATE_METRICS = Path("metrics/evaluate.json")
 PER_CLASS_REPORT = Path("metrics/per_class.json")
-EXPORT_METRICS = Path("metrics/export.json")
-GATE_METRICS = Path("metrics/gate.json")
+EXPORT_METRICS = DEPLOY_METRICS  # export states what ships where the gate reads it
 TRAINING_CURVES = Path("plots/training.csv")
 TRAINING_CURVES_PNG = Path("plots/training_curves.png")
 CONFUSION = Path("plots/confusion.csv")
 CONFUSION_PNG = Path("plots/confusion_matrix.png")
-ENERGY_PNG = Path("plots/energy_per_stage.png")
-ENERGY_PER_STAGE = Path("plots/energy_per_stage.csv")
-EFFICIENCY = Path("plots/efficiency.csv")
 EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx"}
 MODEL_CARD = EXPORT_DIR / "README.md"
 INPUT_EXAMPLE = EXPORT_DIR / "input_example.json"
-STATE_DIR = Path(".carbon-budget")
-OUTBOX_DIR = STATE_DIR / "outbox"
-
-
-def record_path(stage: str) -> Path:
-    """The emission record a stage writes: one JSON file per stage, tracked by DVC."""
-    return RECORDS_DIR / f"{stage}.json"
 
 
 def distill_stage(name: str) -> str:
@@ -62,13 +56,3 @@ def distill_metrics(name: str) -> Path:
 
 def distill_curves(name: str) -> Path:
     return Path("plots") / f"distill_{name}.csv"
-
-
-def store_root() -> Path:
-    """Where the shared MLflow store and its artifacts live: the real repository.
-
-    Stages write their outputs relative to the working directory, which DVC sets to the repo (or, for a
-    queued experiment, to its copy under .dvc/tmp/exps/). DVC_ROOT always names the real repo, so every
-    experiment lands in one store instead of one that is thrown away with the copy.
-    """
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.budgets import Verdict
-from pipeline.records import EmissionRecord
+from carbon_budget.gate.budgets import Verdict
+from carbon_budget.records.record import EmissionRecord
 
 
 def render(

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from carbon_budget.files import write_bytes_atomic
 from pipeline.config import ModelParams
 from pipeline.errors import ModelError
-from pipeline.files import write_bytes_atomic
 
 
 class MLP(nn.Module):

@@ -4,11 +4,13 @@ targets, and measure what distillation costs, so the report can say whether it p
 import sys
 from pathlib import Path
 
+from carbon_budget.config import PARAMS_FILE
+from carbon_budget.entry import stage_main
+from carbon_budget.errors import ParamsError
+from carbon_budget.files import write_csv, write_json
+from carbon_budget.measure.stage import StageRun
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, load_params
-from pipeline.errors import ParamsError
-from pipeline.files import write_csv, write_json
-from pipeline.stage import StageRun, stage_main
+from pipeline.config import load_params
 
 
 def main() -> None:
@@ -24,8 +26,8 @@ def main() -> None:
     )
     with StageRun(
         layout.distill_stage(name),
-        params,
         (f"distill.students.{name}", "train", "carbon"),
+        carbon=params.carbon,
         outputs=[model_path, metrics_path, curves_path],
         metrics_files=[metrics_path],
         artifacts=[model_path],

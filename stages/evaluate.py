@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+from carbon_budget.config import PARAMS_FILE
+from carbon_budget.entry import stage_main
+from carbon_budget.files import write_csv, write_json
+from carbon_budget.measure.stage import StageRun
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, load_params
-from pipeline.files import write_csv, write_json
-from pipeline.stage import StageRun, stage_main
+from pipeline.config import load_params
 
 
 def main() -> None:
@@ -13,8 +15,8 @@ def main() -> None:
     outputs = [layout.EVALUATE_METRICS, layout.PER_CLASS_REPORT, layout.CONFUSION]
     with StageRun(
         "evaluate",
-        params,
         ("carbon",),
+        carbon=params.carbon,
         outputs=outputs,
         metrics_files=[layout.EVALUATE_METRICS],
         artifacts=[layout.CONFUSION_PNG, layout.PER_CLASS_REPORT],

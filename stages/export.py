@@ -7,12 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from carbon_budget.config import PARAMS_FILE
+from carbon_budget.entry import stage_main
+from carbon_budget.errors import RecordError
+from carbon_budget.files import write_json, write_text_atomic
+from carbon_budget.layout import record_path
+from carbon_budget.measure.stage import StageRun
+from carbon_budget.records.record import EmissionRecord, load_record
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, Params, load_params
-from pipeline.errors import RecordError
-from pipeline.files import write_json, write_text_atomic
-from pipeline.records import EmissionRecord, load_record
-from pipeline.stage import StageRun, stage_main
+from pipeline.config import Params, load_params
 
 BEFORE = ("preprocess", "train", "evaluate")
 
@@ -22,7 +25,7 @@ def records_so_far(params: Params) -> dict[str, EmissionRecord]:
     records = {}
     for stage in (*BEFORE, *params.distill.stage_names()):
         try:
-            records[stage] = load_record(layout.record_path(stage))
+            records[stage] = load_record(record_path(stage))
         except RecordError:
             continue
     return records
@@ -34,16 +37,16 @@ def main() -> None:
     model_name = params.deployed_model()
     with StageRun(
         "export",
-        params,
         ("export", "carbon"),
+        carbon=params.carbon,
         outputs=[layout.EXPORT_DIR, layout.EXPORT_METRICS],
         metrics_files=[layout.EXPORT_METRICS],
         artifacts=[deployed_path, layout.MODEL_CARD, layout.INPUT_EXAMPLE],
     ) as run:
         import torch
 
+        from carbon_budget.gate.budgets import check
         from pipeline import modelcard
-        from pipeline.budgets import check
         from pipeline.data import load_splits
         from pipeline.evaluation import top1_accuracy
         from pipeline.export import check_artifact, write_artifacts
@@ -76,6 +79,7 @@ def main() -> None:
         deployed = checks[params.export.deploy]
         document: dict[str, Any] = {
             "model": model_name,
+            "trained_by": "train" if model_name == "teacher" else layout.distill_stage(model_name),
             "deploy": {**deployed, "parameters": parameters},
             "artifacts": checks,
             "model_size_mb": deployed["size_mb"],
@@ -93,6 +97,7 @@ def main() -> None:
                 "path": None,
                 "parameters": teacher_parameters,
                 "reference_accuracy": teacher_accuracy,
+                "trained_by": "train",
             }
         write_json(layout.EXPORT_METRICS, document)
         write_json(layout.INPUT_EXAMPLE, {"input": splits.x_test[:2].tolist()})
@@ -111,7 +116,10 @@ def main() -> None:
             ),
         )
         run.tags.update(
-            deploy_format=params.export.deploy, deploy_artifact=deployed_path.as_posix(), deploy_model=model_name
+            deploy_format=params.export.deploy,
+            deploy_artifact=deployed_path.as_posix(),
+            deploy_model=model_name,
+            deploy_input_example=layout.INPUT_EXAMPLE.as_posix(),
         )
         if params.export.registered_model_name:
             run.tags["registered_model_name"] = params.export.registered_model_name

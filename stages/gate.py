@@ -4,22 +4,32 @@ and model follow), and fail when over budget."""
 import sys
 from pathlib import Path
 
-from pipeline import layout, tracking
-from pipeline.config import PARAMS_FILE, load_params
-from pipeline.errors import BudgetExceeded
-from pipeline.files import write_csv, write_json
-from pipeline.gate import Scope, judge, plot_rows, publish, render, verdict_document
-from pipeline.stage import StageRun, stage_main
+from carbon_budget.config import PARAMS_FILE, read_params_file
+from carbon_budget.entry import stage_main
+from carbon_budget.errors import BudgetExceeded
+from carbon_budget.files import write_csv, write_json
+from carbon_budget.gate.evidence import judge, plot_rows, render, verdict_document
+from carbon_budget.measure.stage import StageRun
+from carbon_budget.publish import tracking
+from pipeline import layout
+from pipeline.config import parse_params
 
 OUTPUTS = [layout.GATE_METRICS, layout.ENERGY_PER_STAGE, layout.EFFICIENCY]
+# the pictures drawn after the verdict, beside the energy per stage (see carbon_budget.publish.plots)
+PICTURES = [
+    {"kind": "curves", "data": layout.TRAINING_CURVES.as_posix(), "png": layout.TRAINING_CURVES_PNG.as_posix()},
+    {"kind": "confusion", "data": layout.CONFUSION.as_posix(), "png": layout.CONFUSION_PNG.as_posix()},
+]
 
 
 def main() -> None:
-    params = load_params(Path(PARAMS_FILE))
+    raw = read_params_file(Path(PARAMS_FILE))
+    params = parse_params(raw)  # the whole file, as every stage reads it: a bad value fails here too
     work_dir = Path.cwd()
-    uri = tracking.tracking_uri()
-    with StageRun("gate", params, ("budget",), outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]) as run:
-        verdict, evidence = judge(Scope.of_pipeline(params), work_dir)
+    with StageRun(
+        "gate", ("budget",), carbon=params.carbon, outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]
+    ) as run:
+        verdict, evidence = judge(params.budget, raw, work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         per_stage, efficiency = plot_rows(document)
@@ -27,11 +37,18 @@ def main() -> None:
         write_csv(layout.EFFICIENCY, efficiency)
         print(render(verdict, evidence.payback))
     assert run.record is not None
-    all_params = {name: params.section(name) for name in type(params).model_fields}
-    own = [run.record]
     try:
         print(
-            publish(params.mlflow.experiment, all_params, document, evidence, own, work_dir, [layout.ENERGY_PNG], uri)
+            tracking.publish_execution(
+                params.mlflow.experiment,
+                raw,
+                document,
+                evidence,
+                [run.record],
+                work_dir,
+                PICTURES,
+                tracking.tracking_uri(),
+            )
         )
     except tracking.PublishError as exc:
         print(f"warning: {exc}", file=sys.stderr)

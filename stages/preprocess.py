@@ -2,11 +2,13 @@
 
 from pathlib import Path
 
+from carbon_budget.config import PARAMS_FILE
+from carbon_budget.entry import stage_main
+from carbon_budget.files import write_json
+from carbon_budget.measure.stage import StageRun
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, load_params
+from pipeline.config import load_params
 from pipeline.data import load_dataset, prepare, save_splits
-from pipeline.files import write_json
-from pipeline.stage import StageRun, stage_main
 
 METRICS = Path("metrics/preprocess.json")
 
@@ -14,7 +16,11 @@ METRICS = Path("metrics/preprocess.json")
 def main() -> None:
     params = load_params(Path(PARAMS_FILE))
     with StageRun(
-        "preprocess", params, ("data", "carbon"), outputs=[layout.PROCESSED_DATA, METRICS], metrics_files=[METRICS]
+        "preprocess",
+        ("data", "carbon"),
+        carbon=params.carbon,
+        outputs=[layout.PROCESSED_DATA, METRICS],
+        metrics_files=[METRICS],
     ):
         splits = prepare(load_dataset(params.data, Path.cwd()), params.data)
         save_splits(splits, layout.PROCESSED_DATA)

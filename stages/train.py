@@ -3,19 +3,22 @@
 import sys
 from pathlib import Path
 
+from carbon_budget.config import PARAMS_FILE
+from carbon_budget.entry import stage_main
+from carbon_budget.errors import ForecastOverrun, RecordError
+from carbon_budget.files import write_csv, write_json
+from carbon_budget.layout import record_path
+from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
+from carbon_budget.measure.stage import StageRun
+from carbon_budget.records.record import load_record
 from pipeline import layout
-from pipeline.config import PARAMS_FILE, load_params
-from pipeline.errors import ForecastOverrun, RecordError
-from pipeline.files import write_csv, write_json
-from pipeline.forecast import Forecaster, training_budget_kwh
-from pipeline.records import load_record
-from pipeline.stage import StageRun, stage_main
+from pipeline.config import load_params
 
 
 def spent_before_kwh() -> float:
     """What preprocess cost; without its record the total budget is all there is to go by."""
     try:
-        return load_record(layout.record_path("preprocess")).energy_kwh
+        return load_record(record_path("preprocess")).energy_kwh
     except RecordError:
         return 0.0
 
@@ -53,8 +56,8 @@ def main() -> None:
         nodes = distributed.node_count(settings)
     run = StageRun(
         "train",
-        params,
         ("model", "train", "carbon"),
+        carbon=params.carbon,
         outputs=[layout.MODEL, layout.TRAINING_CURVES, layout.TRAIN_METRICS],
         metrics_files=[layout.TRAIN_METRICS],
         artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG],
@@ -125,7 +128,7 @@ def main() -> None:
                 )
     finally:
         if node_run is not None and run.record is not None:
-            distributed.account_nodes(settings, run.record, layout.record_path("train"), node_run)
+            distributed.account_nodes(settings, run.record, record_path("train"), node_run)
 
 
 if __name__ == "__main__":

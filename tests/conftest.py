@@ -57,7 +57,7 @@ def stop_workers_started_by_tests(tmp_path_factory: pytest.TempPathFactory) -> I
     base = str(tmp_path_factory.getbasetemp())
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "pipeline.worker" in cmdline and any(base in part for part in cmdline):
+        if "carbon_budget.publish.service" in cmdline and any(base in part for part in cmdline):
             process.terminate()
 
 

@@ -22,8 +22,9 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from carbon_budget.layout import record_path
+from carbon_budget.records.record import file_md5
 from pipeline import layout
-from pipeline.records import file_md5
 from tests.conftest import ROOT, copy_project, edit_params, run, tool_environment
 from tests.test_layout import declared
 
@@ -86,7 +87,7 @@ def record_field(**fields: object) -> Callable[[Path], None]:
     return breaks
 
 
-TRAIN_RECORD = layout.record_path("train").as_posix()
+TRAIN_RECORD = record_path("train").as_posix()
 MODEL = layout.MODEL.as_posix()
 ROWS = [
     pytest.param(

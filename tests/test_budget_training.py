@@ -14,8 +14,8 @@ from tests.conftest import edit_params, run
 
 BUSY = """
 import json, sys, time
-from pipeline.config import CarbonParams
-from pipeline.energy import EnergyMeter
+from carbon_budget.config import CarbonParams
+from carbon_budget.measure.energy import EnergyMeter
 meter = EnergyMeter(CarbonParams(tracking_mode=sys.argv[1], measure_power_secs=5.0), "busy")
 meter.start()
 end = time.time() + 2.0

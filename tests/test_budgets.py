@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.budgets import BudgetLine, Verdict, check, totals
-from pipeline.config import BudgetParams, StageBudget
-from pipeline.records import EmissionRecord, Hardware, Methods
+from carbon_budget.config import BudgetParams, StageBudget
+from carbon_budget.gate.budgets import BudgetLine, Verdict, check, totals
+from carbon_budget.records.record import EmissionRecord, Hardware, Methods
 
 
 def record(

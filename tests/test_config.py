@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from carbon_budget.errors import ParamsError
 from pipeline.config import load_params, parse_params
-from pipeline.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
+from carbon_budget.errors import ParamsError
+from carbon_budget.gate.payback import distillation_payback
 from pipeline.config import StudentParams, TrainParams, parse_params
 from pipeline.distillation import distillation_loss, student_config, student_training
-from pipeline.errors import ParamsError
 from pipeline.models import build_model
-from pipeline.payback import distillation_payback
 from tests.conftest import ROOT, edit_params, run
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -85,12 +85,20 @@ def test_payback_is_distillation_energy_over_the_energy_each_prediction_saves() 
     }
     export = {
         "model": "small",
+        "trained_by": "distill@small",
         "latency_batch_size": 100,
         "deploy": {"size_mb": 0.01, "parameters": 10, "accuracy": 0.9, "latency_ms_per_batch": 1.0},
-        "teacher": {"size_mb": 0.1, "parameters": 100, "accuracy": 0.95, "latency_ms_per_batch": 2.0},
+        "teacher": {
+            "size_mb": 0.1,
+            "parameters": 100,
+            "accuracy": 0.95,
+            "latency_ms_per_batch": 2.0,
+            "trained_by": "train",
+        },
     }
     payback = distillation_payback(records, export)
     assert payback is not None
+    assert payback["distill_kwh"] == 1e-5 and payback["teacher_train_kwh"] == 2e-5  # found by `trained_by`
     # 1 ms per 100 predictions saved at 10 W: 1e-5 s x 0.01 kW / 3600 per prediction
     assert payback["saved_kwh_per_prediction"] == pytest.approx(1e-5 * 0.01 / 3600)
     assert payback["break_even_predictions"] == pytest.approx(1e-5 / (1e-5 * 0.01 / 3600))

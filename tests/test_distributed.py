@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from carbon_budget.errors import MeasurementError, ParamsError
+from carbon_budget.records.record import load_record, node_energy
 from pipeline.config import DistributedParams, parse_params
 from pipeline.distributed import NodeRun, account_nodes, node_count, torchrun_command
-from pipeline.errors import MeasurementError, ParamsError
-from pipeline.records import load_record, node_energy
 from tests.conftest import ROOT, edit_params, run
 
 SAMPLE_RECORD = ROOT / "metrics/emissions/train.json"

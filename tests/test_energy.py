@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import grid
-from pipeline.config import CarbonParams
-from pipeline.energy import EnergyMeter, resolve_intensity, tree_cpu_seconds
-from pipeline.errors import MeasurementError
+from carbon_budget.config import CarbonParams
+from carbon_budget.errors import MeasurementError
+from carbon_budget.measure import grid
+from carbon_budget.measure.energy import EnergyMeter, resolve_intensity, tree_cpu_seconds
 
 PROBE = """
 import json, sys, time
-from pipeline.config import CarbonParams
-from pipeline.energy import EnergyMeter
+from carbon_budget.config import CarbonParams
+from carbon_budget.measure.energy import EnergyMeter
 meter = EnergyMeter(CarbonParams(), "probe")
 meter.start()
 end = time.time() + 0.3

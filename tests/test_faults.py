@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tracking import redact
+from carbon_budget.publish.redact import redact
 from tests.conftest import edit_params, run
 
 

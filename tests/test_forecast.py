@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.forecast import Forecaster, training_budget_kwh
+from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
 
 
 class Clock:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.commands import TRACK, runs, tracked_record, wrap
+from carbon_budget.cli import main
+from carbon_budget.scaffold.commands import TRACK, runs, tracked_record, wrap
 from tests.conftest import ROOT, run
 from tests.test_pipeline import mlflow_runs
 

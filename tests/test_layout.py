@@ -6,8 +6,10 @@ from pathlib import Path
 
 import yaml
 
+from carbon_budget.config import read_params_file
+from carbon_budget.gate.evidence import GATE_STAGE, budgeted_stages
+from carbon_budget.layout import record_path
 from pipeline import layout
-from pipeline.gate import GATE_STAGE, budgeted_stages
 
 ROOT = Path(__file__).resolve().parent.parent
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -33,10 +35,12 @@ def test_stages_in_order() -> None:
 def test_every_stage_writes_its_record_and_the_gate_reads_them_all() -> None:
     for stage in DVC:
         name = layout.distill_stage("${key}") if "foreach" in DVC[stage] else stage
-        assert layout.record_path(name).as_posix() in declared(stage)
+        assert record_path(name).as_posix() in declared(stage)
         assert f"stages/{stage}.py" in definition(stage)["deps"]
     # students are stages made from params, so the gate learns of them from params (tests/test_distill.py)
-    assert budgeted_stages(ROOT / "dvc.yaml") == [s for s in DVC if s not in (GATE_STAGE, "distill")]
+    assert budgeted_stages(ROOT / "dvc.yaml", read_params_file(ROOT / "params.yaml")) == [
+        s for s in DVC if s not in (GATE_STAGE, "distill")
+    ]
 
 
 def test_distillation_paths_are_declared() -> None:
@@ -82,3 +86,70 @@ def test_records_are_not_cached_so_git_keeps_them_for_base_comparisons() -> None
         for entry in definition(stage)["outs"]:
             if isinstance(entry, dict) and next(iter(entry)).startswith("metrics/"):
                 assert next(iter(entry.values())) == {"cache": False}
+
+
+PACKAGES = ("carbon_budget", "pipeline", "stages")
+# The detached MLflow publisher a stage starts: what it does never reaches a stage's outputs, so a change to the
+# publishing code must not rerun training. Every other module a stage imports or launches (`-m pipeline.ddp_worker`
+# under torchrun) is code whose change can change the stage's result.
+DETACHED = {"carbon_budget.publish.service"}
+
+
+def _module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _modules_used(path: Path) -> set[str]:
+    """Project modules a file imports (at the top or inside a function) or names as a string to run (`-m X`)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value not in DETACHED:
+            found.add(node.value)  # kept below only when it names a project module
+    found = {name for name in found if name.split(".")[0] in PACKAGES}
+    return {name for name in found if "." not in name or _module_file(name) or _module_file(name.rpartition(".")[0])}
+
+
+def import_closure(script: Path) -> set[str]:
+    """Every project module file the script's process (and the processes it launches) runs, relative to ROOT."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _modules_used(path):
+            parts = name.split(".")
+            todo.extend(f for i in range(1, len(parts) + 1) if (f := _module_file(".".join(parts[:i]))))
+    return {p.relative_to(ROOT).as_posix() for p in seen}
+
+
+def test_each_stage_depends_on_every_module_it_runs() -> None:
+    """Change any module a stage runs and DVC reruns that stage (and no module it does not run is listed). Package
+    __init__ files hold a docstring and the version only, and are left out."""
+    for stage in DVC:
+        code = {p for p in import_closure(ROOT / f"stages/{stage}.py") if not p.endswith("__init__.py")}
+        listed = {d for d in definition(stage)["deps"] if isinstance(d, str) and d.endswith(".py")}
+        assert listed == code, f"{stage}: missing {sorted(code - listed)}, not run {sorted(listed - code)}"
+
+
+def test_package_inits_hold_no_code() -> None:
+    import ast
+
+    for init in ROOT.glob("*/**/__init__.py"):
+        if init.parts[len(ROOT.parts)] not in PACKAGES:
+            continue
+        body = ast.parse(init.read_text(encoding="utf-8")).body
+        code = [n for n in body if not isinstance(n, ast.Expr | ast.Assign)]
+        assert not code, f"{init}: code in a package __init__ is in no stage's deps"

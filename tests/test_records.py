@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import RecordError
-from pipeline.lockfile import load_lock
-from pipeline.records import file_md5, load_record, save_record
+from carbon_budget.errors import RecordError
+from carbon_budget.records.lockfile import load_lock
+from carbon_budget.records.record import file_md5, load_record, save_record
 from tests.test_budgets import record
 
 

@@ -123,7 +123,7 @@ def stop_workers(server: MlflowServer) -> None:
     address = f"127.0.0.1:{server.port}"
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "pipeline.worker" in cmdline and any(address in part for part in cmdline):
+        if "carbon_budget.publish.service" in cmdline and any(address in part for part in cmdline):
             process.terminate()
 
 
@@ -194,8 +194,8 @@ def assert_secret_nowhere(server: MlflowServer, output: str, *roots: Path) -> No
 
     assert SECRET not in output
     workers = [p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"])]
-    assert not [c for c in workers if "pipeline.worker" in c and SECRET in " ".join(c)]
-    assert [c for c in workers if "pipeline.worker" in c and any(f":{server.port}" in part for part in c)]
+    assert not [c for c in workers if "carbon_budget.publish.service" in c and SECRET in " ".join(c)]
+    assert [c for c in workers if "carbon_budget.publish.service" in c and any(f":{server.port}" in part for part in c)]
     logs = list(Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log"))
     files = [p for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     assert not [p for p in [*files, *logs] if SECRET.encode() in p.read_bytes()]
@@ -313,7 +313,7 @@ def test_two_clones_at_once_land_in_one_server_and_keep_credentials_out(
 def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer) -> None:
     """Two CI runners' first executions meet a server without their experiment: every one must get the same
     experiment, not an 'already exists' error that leaves its runs in the outbox."""
-    from pipeline import tracking
+    from carbon_budget.publish import tracking
 
     clients = [tracking._client(server.url) for _ in range(4)]
     start = threading.Barrier(len(clients))

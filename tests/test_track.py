@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.records import load_record
+from carbon_budget.records.record import load_record
 from tests.conftest import BIN, run
 
 LOOP = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"

@@ -26,16 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from carbon_budget.publish.redact import redact
+
 IDLE_S = 300.0
 REPLY_TIMEOUT_S = 600.0
 DISABLE_ENV = "CARBON_BUDGET_WORKER"
 URI_ENV = "CARBON_BUDGET_WORKER_URI"
+SERVICE_MODULE = "carbon_budget.publish.service"  # what the worker runs: the jobs live above this module
 
 
 def _code_version() -> str:
     """Changes whenever this package's code does, so a worker left by older code is never asked a job."""
-    package = Path(__file__).parent
-    stamps = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in package.glob("*.py"))
+    package = Path(__file__).resolve().parents[1]
+    stamps = sorted(
+        (str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size) for p in package.rglob("*.py")
+    )
     return f"{sys.executable}|{stamps}"
 
 
@@ -70,14 +75,12 @@ def ensure_running(uri: str) -> None:
     if alive is not None:
         alive.close()
         return
-    from pipeline.tracking import redact
-
-    home = Path(__file__).resolve().parent.parent  # run this very copy of the package, not another install
+    home = Path(__file__).resolve().parents[2]  # run this very copy of the package, not another install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(home), os.environ.get("PYTHONPATH")]))}
     env[URI_ENV] = uri
     # the command line names the store for people reading `ps`, without credentials: anyone on the machine can
     # read it, while the environment is the user's own
-    argv = [sys.executable, "-m", "pipeline.worker", redact(uri)]
+    argv = [sys.executable, "-m", SERVICE_MODULE, redact(uri)]
     _spawn_detached(argv, home, env, path.with_suffix(".log"))
 
 
@@ -154,71 +157,6 @@ class Deferred:
     then: Callable[[], None]
 
 
-def _jobs() -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from pipeline import tracking
-
-    def publish(folder: str, uri: str) -> Deferred:
-        # the snapshot stays held until its follow-up is done, so a sync meanwhile leaves it alone
-        held = contextlib.ExitStack()
-        held.enter_context(tracking.delivering(Path(folder)))
-        try:
-            published = asdict(tracking.publish(Path(folder), uri))
-        except BaseException:
-            held.close()
-            raise
-
-        def finish() -> None:
-            with held:
-                tracking.finish_delivery(Path(folder), uri)
-
-        return Deferred(published, finish)
-
-    return {"publish": publish}
-
-
-def serve(uri: str) -> None:
-    """Listen first, warm up second, then run jobs on request until idle."""
-    path = socket_path(uri)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        if path.exists() and _connect(path, timeout=0.2) is None:
-            path.unlink()  # left by a worker that died
-        server.bind(str(path))
-    except OSError:
-        return  # another worker won the race for this store
-    server.listen(16)
-    with contextlib.suppress(OSError, AttributeError):
-        # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    with contextlib.suppress(OSError):
-        os.nice(19)
-    try:
-        from pipeline import plots, tracking
-
-        started = time.monotonic()
-        plots.warm_up()
-        tracking.warm_up(uri)
-        jobs = _jobs()
-        store = _store_identity(uri)
-        _log(f"worker warm in {time.monotonic() - started:.2f} s")  # not the URI: it may hold credentials
-        server.settimeout(IDLE_S)
-        while True:
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                return
-            with connection:
-                if _store_identity(uri) != store:
-                    return  # the store was deleted or replaced under us: callers fall back and publish themselves
-                _answer(connection, jobs)
-    finally:
-        server.close()
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
 def _store_identity(uri: str) -> tuple[int, int] | None:
     """(device, inode) of a sqlite store: an open connection to a deleted file would write into the void."""
     if not uri.startswith("sqlite:///"):
@@ -241,7 +179,7 @@ def _log(message: str) -> None:
 
 
 def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
-    from pipeline.errors import PipelineError
+    from carbon_budget.errors import CarbonBudgetError
 
     connection.settimeout(30)
     started = time.monotonic()
@@ -256,7 +194,7 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
         if isinstance(result, Deferred):
             result, then = result.result, result.then
         answer: dict[str, Any] = {"ok": True, "result": result}
-    except PipelineError as exc:
+    except CarbonBudgetError as exc:
         answer = {"ok": False, "error": str(exc)}
     except Exception as exc:  # a job's unexpected failure must not kill the worker: report it and carry on
         answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -271,5 +209,39 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
             _log(f"follow-up of {request.get('job')} failed: {type(exc).__name__}: {exc}")
 
 
-if __name__ == "__main__":
-    serve(os.environ[URI_ENV])
+def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> None:
+    """Listen first, warm up second (`warm_up` imports what the jobs need and returns them by name), then run jobs
+    on request until idle."""
+    path = socket_path(uri)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if path.exists() and _connect(path, timeout=0.2) is None:
+            path.unlink()  # left by a worker that died
+        server.bind(str(path))
+    except OSError:
+        return  # another worker won the race for this store
+    server.listen(16)
+    with contextlib.suppress(OSError, AttributeError):
+        # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    try:
+        started = time.monotonic()
+        jobs = warm_up()
+        store = _store_identity(uri)
+        _log(f"worker warm in {time.monotonic() - started:.2f} s")  # not the URI: it may hold credentials
+        server.settimeout(IDLE_S)
+        while True:
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                return
+            with connection:
+                if _store_identity(uri) != store:
+                    return  # the store was deleted or replaced under us: callers fall back and publish themselves
+                _answer(connection, jobs)
+    finally:
+        server.close()
+        with contextlib.suppress(OSError):
+            path.unlink()

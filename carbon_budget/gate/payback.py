@@ -1,4 +1,7 @@
-"""Did distillation pay for its own energy? Plain arithmetic over the records and metrics/export.json.
+"""Did distillation pay for its own energy? Plain arithmetic over the records and the deploy metrics.
+
+The deploy metrics (metrics/export.json) name the deployed model, the stage that trained it (`trained_by`) and,
+for a distilled student, its teacher as it would have shipped (`teacher`, with its own `trained_by`).
 
 Distilling costs energy once (the distill stage); a smaller student then saves energy on every prediction.
 The saving per prediction is the latency the student saves against its teacher in the same format
@@ -10,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.layout import distill_stage
-
 
 def distillation_payback(records: dict[str, dict[str, Any]], export: dict[str, Any]) -> dict[str, Any] | None:
     """Teacher against deployed student, or None when the deployed model is the teacher."""
@@ -19,8 +20,8 @@ def distillation_payback(records: dict[str, dict[str, Any]], export: dict[str, A
     teacher, deployed = export.get("teacher"), export.get("deploy")
     if not student or student == "teacher" or not isinstance(teacher, dict) or not isinstance(deployed, dict):
         return None
-    distill = records.get(distill_stage(student), {})
-    train = records.get("train", {})
+    distill = records.get(str(export.get("trained_by")), {})
+    train = records.get(str(teacher.get("trained_by")), {})
     scoring = records.get("export", {})
     batch = max(1, int(export.get("latency_batch_size") or 1))
     saved_s_per_prediction = (teacher["latency_ms_per_batch"] - deployed["latency_ms_per_batch"]) / 1000 / batch

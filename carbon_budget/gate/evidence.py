@@ -1,6 +1,6 @@
 """Gather the evidence the gate judges, from files alone (no torch, no MLflow, no codecarbon).
 
-The stages to account for are the emission records the gate stage depends on in dvc.yaml (this pipeline's
+The stages to account for are the emission records the gate stage depends on in dvc.yaml (a stage named
 `gate`, or the `carbon_gate` that `carbon-budget init` adds to any project), so a stage cannot drop out of the
 budget without a visible change to dvc.yaml. Each record must be complete, must say its
 stage completed, and must belong to today's outputs and params: a stale record from an earlier run cannot
@@ -9,48 +9,23 @@ vouch for a new model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import layout
-from pipeline.budgets import Verdict, check, totals
-from pipeline.config import BudgetParams, Params, load_params, parse_section, read_params_file
-from pipeline.dvcyaml import entry_path, read_stages
-from pipeline.errors import PipelineError, RecordError
-from pipeline.files import read_json
-from pipeline.lockfile import Lock, load_lock
-from pipeline.payback import describe, distillation_payback
-from pipeline.records import EmissionRecord, file_drift, load_record
+from carbon_budget import layout
+from carbon_budget.config import BudgetParams, parse_section, read_params_file, section_value
+from carbon_budget.errors import CarbonBudgetError, RecordError
+from carbon_budget.files import read_json
+from carbon_budget.gate.budgets import Verdict, check, totals
+from carbon_budget.gate.payback import describe, distillation_payback
+from carbon_budget.records.dvcyaml import entry_path, generated_recorded_stages, read_stages
+from carbon_budget.records.lockfile import Lock, load_lock
+from carbon_budget.records.record import EmissionRecord, file_drift, load_record
 
-GATE_STAGE = "gate"  # this pipeline's own gate stage
+GATE_STAGE = "gate"  # a gate stage of one's own, as the reference pipeline has
 INIT_GATE_STAGE = "carbon_gate"  # the one `carbon-budget init` adds to any project: unlikely to be taken already
 GATE_STAGES = (INIT_GATE_STAGE, GATE_STAGE)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a project's params ask the gate to judge. This pipeline's params say everything; a project that only
-    went through `carbon-budget init` has a budget alone, so no model, no students and none of our sections."""
-
-    budget: BudgetParams
-    section_now: Callable[[str], dict[str, Any] | None]  # a recorded section's value today; None once it is gone
-    owed_stages: tuple[str, ...] = ()  # records params owe beyond dvc.yaml: the students DVC makes with foreach
-    deployed_model: str = "teacher"  # the model whose accuracy is judged: 'teacher' or a student
-
-    @classmethod
-    def of_pipeline(cls, params: Params) -> Scope:
-        return cls(
-            params.budget,
-            params.find_section,
-            tuple(params.distill.stage_names()),
-            params.deployed_model(),
-        )
-
-    @classmethod
-    def of_project(cls, budget: BudgetParams) -> Scope:
-        return cls(budget, lambda _name: None)
 
 
 @dataclass(frozen=True)
@@ -71,24 +46,26 @@ def gate_stage(dvc_yaml: Path) -> tuple[str, dict[str, Any]]:
         if isinstance(stages.get(name), dict):
             return name, stages[name]
     expected = " or ".join(repr(name) for name in GATE_STAGES)
-    raise PipelineError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
+    raise CarbonBudgetError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
 
 
-def budgeted_stages(dvc_yaml: Path) -> list[str]:
-    """Stages whose records the gate stage depends on, in dvc.yaml order."""
-    _, gate = gate_stage(dvc_yaml)
+def budgeted_stages(dvc_yaml: Path, params: dict[str, Any]) -> list[str]:
+    """Stages whose records the gate accounts for, in dvc.yaml order: those the gate stage depends on, then those
+    `foreach` makes from `params` that write a record (a distilled student per entry, say)."""
+    name, gate = gate_stage(dvc_yaml)
     prefix = layout.RECORDS_DIR.as_posix() + "/"
     deps = [entry_path(d) for d in gate.get("deps") or []]
     names = [d[len(prefix) : -len(".json")] for d in deps if d.startswith(prefix) and d.endswith(".json")]
     if not names:
-        raise PipelineError(f"the gate stage in {dvc_yaml} depends on no emission record under {prefix}")
-    return names
+        raise CarbonBudgetError(f"the gate stage in {dvc_yaml} depends on no emission record under {prefix}")
+    generated = generated_recorded_stages(read_stages(dvc_yaml), params)
+    return [*names, *(stage for stage in generated if stage not in names and stage != name)]
 
 
-def _stale_reasons(record: EmissionRecord, scope: Scope, root: Path, lock: Lock | None) -> list[str]:
+def _stale_reasons(record: EmissionRecord, params: dict[str, Any], root: Path, lock: Lock | None) -> list[str]:
     reasons = lock.changed_inputs(record.stage, root) if lock else []
     for section, used in record.params.items():
-        if scope.section_now(section) != used:
+        if section_value(params, section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")
     for output, digest in record.outputs.items():
         drift = file_drift(root / output, digest)
@@ -114,7 +91,9 @@ def _metrics_with(path: Path, key: str, problems: list[str], required: bool) -> 
     return None
 
 
-def gather(scope: Scope, root: Path) -> Evidence:
+def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence:
+    """Every record the gate accounts for, checked, and the deployed model's figures (from DEPLOY_METRICS) that
+    the size and accuracy budgets need; what is missing or doubtful becomes a problem, never a pass."""
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
     try:
@@ -122,7 +101,7 @@ def gather(scope: Scope, root: Path) -> Evidence:
     except RecordError as exc:
         problems.append(str(exc))
         lock = None
-    for stage in [*budgeted_stages(root / "dvc.yaml"), *scope.owed_stages]:
+    for stage in budgeted_stages(root / "dvc.yaml", params):
         path = layout.record_path(stage)
         try:
             record = load_record(root / path)
@@ -133,78 +112,44 @@ def gather(scope: Scope, root: Path) -> Evidence:
             problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        for reason in _stale_reasons(record, scope, root, lock):
+        for reason in _stale_reasons(record, params, root, lock):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record
-    size_required = scope.budget.model_size_mb is not None
-    export_document = _metrics_with(root / layout.EXPORT_METRICS, "deploy", problems, size_required)
-    export = export_document["deploy"] if export_document else None
-    size_mb = parameters = deploy_path = None
-    if isinstance(export, dict) and isinstance(export.get("path"), str):
-        deploy_path = export["path"]
+    model_required = budget.model_size_mb is not None or budget.min_accuracy is not None
+    document = _metrics_with(root / layout.DEPLOY_METRICS, "deploy", problems, model_required)
+    deployed = document["deploy"] if document else None
+    size_mb = parameters = deploy_path = accuracy = None
+    if isinstance(deployed, dict) and isinstance(deployed.get("path"), str):
+        deploy_path = deployed["path"]
         artifact = root / deploy_path
         if artifact.is_file():
             size_mb = artifact.stat().st_size / 1e6
-            parameters = export.get("parameters")
-        elif size_required:
+            parameters = deployed.get("parameters")
+        elif model_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
+    if isinstance(deployed, dict):
+        accuracy = deployed.get("accuracy")  # the artifact's own, whatever model it came from
+        if budget.min_accuracy is not None and not isinstance(accuracy, int | float):
+            problems.append(f"{layout.DEPLOY_METRICS}: `deploy.accuracy` is missing")
     payback = None
-    if scope.deployed_model == "teacher":
-        accuracy_required = scope.budget.min_accuracy is not None
-        evaluation = _metrics_with(root / layout.EVALUATE_METRICS, "test_accuracy", problems, accuracy_required)
-        accuracy = evaluation["test_accuracy"] if evaluation else None
-    else:  # the accuracy budget holds for the model that ships: the student, as exported
-        accuracy = export.get("accuracy") if isinstance(export, dict) else None
-        if isinstance(export, dict) and export_document:
-            payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, export_document)
+    if document:
+        payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, document)
     return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
 
 
-def judge(scope: Scope, root: Path) -> tuple[Verdict, Evidence]:
-    evidence = gather(scope, root)
+def judge(budget: BudgetParams, params: dict[str, Any], root: Path) -> tuple[Verdict, Evidence]:
+    """The verdict on the project at `root`; `params` is params.yaml as plain data, as the records keep it."""
+    evidence = gather(budget, params, root)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
-    verdict = check(scope.budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
+    verdict = check(budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
     return verdict, evidence
 
 
 def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
-    """`carbon-budget gate` and `report`. In this pipeline, params.yaml is validated whole, as its stages read it;
-    in a project with the `carbon_gate` stage `init` adds, only its `budget:` section is read, so the project's
-    own keys are never judged."""
-    name, _ = gate_stage(root / "dvc.yaml")
-    if name == GATE_STAGE:
-        return judge(Scope.of_pipeline(load_params(params_file)), root)
-    budget = parse_section(read_params_file(params_file), "budget", BudgetParams, str(params_file))
-    return judge(Scope.of_project(budget), root)
-
-
-def publish(
-    experiment: str,
-    params: dict[str, Any],
-    document: dict[str, Any],
-    evidence: Evidence,
-    own_records: list[EmissionRecord],
-    root: Path,
-    pictures: list[Path],
-    uri: str,
-) -> str:
-    """Freeze the execution into the outbox, then hand it to MLflow (a parent run, a child per stage); returns the
-    line saying where its runs are. MLflow is imported only here, and only by the process that publishes.
-
-    Raises PublishError naming the kept snapshot when MLflow did not take it: the verdict never waits on MLflow.
-    """
-    from pipeline import tracking
-
-    folder = tracking.write_snapshot(
-        experiment, params, document, list(evidence.records.values()), own_records, root, pictures
-    )
-    try:
-        published = tracking.deliver(folder, uri)
-    except tracking.PublishError as exc:
-        raise tracking.PublishError(
-            f"{exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back"
-        ) from None
-    return f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}"
+    """`carbon-budget gate` and `report`: only params.yaml's `budget:` section is validated here, so a project's
+    own keys are never judged (its stages validate them)."""
+    raw = read_params_file(params_file)
+    return judge(parse_section(raw, "budget", BudgetParams, str(params_file)), raw, root)
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:

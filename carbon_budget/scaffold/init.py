@@ -22,13 +22,13 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from pipeline import layout
-from pipeline.commands import GATE, TRACK, command_lines, runs, stage_commands, tracked_record, wrap
-from pipeline.config import PARAMS_FILE, BudgetParams, CarbonParams, parse_section
-from pipeline.dvcyaml import DVC_FILE, declared_outputs, entry_path
-from pipeline.errors import PipelineError
-from pipeline.files import write_text_atomic
-from pipeline.gate import INIT_GATE_STAGE
+from carbon_budget import layout
+from carbon_budget.config import PARAMS_FILE, BudgetParams, CarbonParams, parse_section
+from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.files import write_text_atomic
+from carbon_budget.gate.evidence import INIT_GATE_STAGE
+from carbon_budget.records.dvcyaml import DVC_FILE, declared_outputs, entry_path
+from carbon_budget.scaffold.commands import GATE, TRACK, command_lines, runs, stage_commands, tracked_record, wrap
 
 GATE_COMMAND = "carbon-budget gate --publish"
 # Layouts tried, most common first, until one reproduces the file byte for byte: (mapping, sequence, offset).
@@ -106,7 +106,7 @@ def _load(path: Path, text: str, notes: list[str]) -> tuple[YAML, Any]:
         yaml, faithful = _round_trip(text)
         document = yaml.load(text)
     except YAMLError as exc:
-        raise PipelineError(f"cannot edit {path}: it is not valid YAML ({exc})") from None
+        raise CarbonBudgetError(f"cannot edit {path}: it is not valid YAML ({exc})") from None
     if not faithful:
         notes.append(f"{path}: its indentation is not one layout throughout; the diff shows lines re-indented")
     return yaml, document
@@ -115,16 +115,16 @@ def _load(path: Path, text: str, notes: list[str]) -> tuple[YAML, Any]:
 def _commands(name: str, stage: Any) -> list[str]:
     """The commands of a stage init is asked to wrap, or a refusal saying why it cannot."""
     if not isinstance(stage, dict):
-        raise PipelineError(f"stage {name!r} is not a mapping")
+        raise CarbonBudgetError(f"stage {name!r} is not a mapping")
     unsupported = [key for key in (*_UNSUPPORTED_KEYS, "wdir") if key in stage and stage[key] not in (".", None)]
     if unsupported:
-        raise PipelineError(
+        raise CarbonBudgetError(
             f"stage {name!r} uses {unsupported[0]!r}, which `carbon-budget init` cannot wrap: wrap its cmd in"
             f" `carbon-budget track --stage NAME --` by hand, or leave it out with --stages"
         )
     commands = command_lines(stage.get("cmd"))
     if not commands:
-        raise PipelineError(f"stage {name!r} has no cmd init understands (a string or a list of strings)")
+        raise CarbonBudgetError(f"stage {name!r} has no cmd init understands (a string or a list of strings)")
     return commands
 
 
@@ -133,10 +133,10 @@ def _record_of(name: str, commands: list[str]) -> str | None:
     if not any(runs(c, TRACK) for c in commands):
         return None
     if len(commands) > 1:
-        raise PipelineError(f"stage {name!r} runs `carbon-budget track` as one of several commands: make it one")
+        raise CarbonBudgetError(f"stage {name!r} runs `carbon-budget track` as one of several commands: make it one")
     record = tracked_record(commands[0])
     if not record.startswith(layout.RECORDS_DIR.as_posix() + "/"):
-        raise PipelineError(
+        raise CarbonBudgetError(
             f"stage {name!r} writes its emission record to {record}; the gate reads records under"
             f" {layout.RECORDS_DIR.as_posix()}/"
         )
@@ -148,7 +148,7 @@ def _list(mapping: CommentedMap, key: str, where: str) -> CommentedSeq:
     if key not in mapping or mapping[key] is None:
         mapping[key] = CommentedSeq()
     if not isinstance(mapping[key], list):
-        raise PipelineError(f"{where}: `{key}` is not a list")
+        raise CarbonBudgetError(f"{where}: `{key}` is not a list")
     value: CommentedSeq = mapping[key]
     return value
 
@@ -159,7 +159,7 @@ def _check_no_overlap(stages: CommentedMap, owner: str, record: str) -> None:
         for output in declared_outputs(stage):
             path = output.rstrip("/")
             if record.startswith(path + "/") or (path == record and name != owner):
-                raise PipelineError(
+                raise CarbonBudgetError(
                     f"stage {name!r} declares the output {output}, which holds {owner!r}'s emission record"
                     f" {record}: DVC would refuse the overlap"
                 )
@@ -207,14 +207,16 @@ def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: 
     yaml, document = _load(path, text, notes)
     stages = document.get("stages") if isinstance(document, dict) else None
     if not isinstance(stages, CommentedMap) or not stages:
-        raise PipelineError(f"cannot edit {path}: expected a mapping of stages under `stages:`")
+        raise CarbonBudgetError(f"cannot edit {path}: expected a mapping of stages under `stages:`")
     gate = stages.get(INIT_GATE_STAGE)
     if gate is not None and not (isinstance(gate, dict) and runs(gate.get("cmd"), GATE)):
-        raise PipelineError(f"{path} already has a stage {INIT_GATE_STAGE!r} that does not run `carbon-budget gate`")
+        raise CarbonBudgetError(
+            f"{path} already has a stage {INIT_GATE_STAGE!r} that does not run `carbon-budget gate`"
+        )
     candidates = [name for name in stages if name != INIT_GATE_STAGE]
     unknown = [name for name in names or [] if name not in candidates]
     if unknown:
-        raise PipelineError(f"{path} has no stage {', '.join(unknown)} (its stages: {', '.join(candidates)})")
+        raise CarbonBudgetError(f"{path} has no stage {', '.join(unknown)} (its stages: {', '.join(candidates)})")
     for name in names if names is not None else candidates:
         _wrap_stage(stages, name, params_file)
     records = [record for name in candidates if (record := _record_of(name, stage_commands(stages[name])))]
@@ -228,7 +230,7 @@ def _plan_params(path: Path, text: str, notes: list[str]) -> str:
     if document is None:
         document = CommentedMap()
     if not isinstance(document, CommentedMap):
-        raise PipelineError(f"cannot edit {path}: expected a mapping of sections at the top level")
+        raise CarbonBudgetError(f"cannot edit {path}: expected a mapping of sections at the top level")
     for name, snippet in (("budget", BUDGET_SECTION), ("carbon", CARBON_SECTION)):
         defaults = yaml.load(snippet)[name]
         current = document.get(name)
@@ -236,7 +238,7 @@ def _plan_params(path: Path, text: str, notes: list[str]) -> str:
             document[name] = defaults
             document.yaml_set_comment_before_after_key(name, before=snippet.splitlines()[0].lstrip("# "))
         elif not isinstance(current, CommentedMap):
-            raise PipelineError(f"cannot edit {path}: its `{name}:` section is not a mapping")
+            raise CarbonBudgetError(f"cannot edit {path}: its `{name}:` section is not a mapping")
         elif name == "budget":
             for key in ("energy_kwh", "co2_kg"):
                 if key not in current:
@@ -259,9 +261,9 @@ def plan(root: Path, stages: list[str] | None = None, params_file: str = PARAMS_
     """Work out every edit without writing anything: the dry run and the real run share it."""
     dvc_path = root / DVC_FILE
     if not dvc_path.is_file():
-        raise PipelineError(f"no {DVC_FILE} in {root}: run `carbon-budget init` at the root of a DVC project")
+        raise CarbonBudgetError(f"no {DVC_FILE} in {root}: run `carbon-budget init` at the root of a DVC project")
     if Path(params_file).is_absolute() or ".." in Path(params_file).parts:
-        raise PipelineError(f"--params {params_file}: give a path inside the project, relative to its root")
+        raise CarbonBudgetError(f"--params {params_file}: give a path inside the project, relative to its root")
     notes: list[str] = []
     dvc_text = dvc_path.read_text(encoding="utf-8")
     params_path = root / params_file

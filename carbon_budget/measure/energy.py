@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import grid
-from pipeline.config import CarbonParams
-from pipeline.errors import MeasurementError
-from pipeline.files import write_json
+from carbon_budget.config import CarbonParams
+from carbon_budget.errors import MeasurementError
+from carbon_budget.files import write_json
+from carbon_budget.measure import grid
 
 _CPU_MODES = {
     "intel_rapl": "measured:rapl",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.config import BudgetParams
-from pipeline.records import EmissionRecord
+from carbon_budget.config import BudgetParams
+from carbon_budget.records.record import EmissionRecord
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
-from pipeline import layout
-from pipeline.budgets import Verdict
-from pipeline.errors import PipelineError
-from pipeline.files import parse_yaml
-from pipeline.payback import describe, distillation_payback
-from pipeline.records import summarize_methods
+from carbon_budget import layout
+from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.files import parse_yaml
+from carbon_budget.gate.budgets import Verdict
+from carbon_budget.gate.payback import describe, distillation_payback
+from carbon_budget.records.dvcyaml import DVC_FILE, generated_recorded_stages
+from carbon_budget.records.record import summarize_methods
 
 Reader = Callable[[str], str | None]
 # Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
@@ -36,7 +37,6 @@ class Side:
     label: str
     params: dict[str, Any]
     records: dict[str, dict[str, Any]]
-    evaluate: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
 
     def total(self, key: str) -> float | None:
@@ -59,10 +59,8 @@ class Side:
         return float(value) if isinstance(value, int | float) else None
 
     def accuracy(self) -> Any:
-        """The accuracy of the model that ships: a deployed student's as exported, else the evaluate stage's."""
-        if self.export.get("model", "teacher") != "teacher":
-            return (self.export.get("deploy") or {}).get("accuracy")
-        return self.evaluate.get("test_accuracy")
+        """The accuracy of the model that ships: its deployed artifact's own, as the gate judges it."""
+        return (self.export.get("deploy") or {}).get("accuracy")
 
 
 def work_tree_reader(root: Path) -> Reader:
@@ -76,12 +74,12 @@ def work_tree_reader(root: Path) -> Reader:
 
 
 def git_reader(root: Path, ref: str) -> tuple[Reader, str]:
-    """Read files as committed at `ref`; raises PipelineError when git does not know the ref."""
+    """Read files as committed at `ref`; raises CarbonBudgetError when git does not know the ref."""
     resolved = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=root, capture_output=True, text=True
     )
     if resolved.returncode != 0:
-        raise PipelineError(f"git does not know the base {ref!r} (fetch it first, e.g. `git fetch origin main`)")
+        raise CarbonBudgetError(f"git does not know the base {ref!r} (fetch it first, e.g. `git fetch origin main`)")
     commit = resolved.stdout.strip()
 
     def read(path: str) -> str | None:
@@ -102,22 +100,26 @@ def _json(read: Reader, path: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def load_side(label: str, read: Reader, stages: list[str]) -> Side:
-    text = read("params.yaml")
+def _yaml(read: Reader, path: str) -> dict[str, Any]:
+    text = read(path)
     try:
-        params = parse_yaml(text) if text else {}
+        value = parse_yaml(text) if text else {}
     except yaml.YAMLError:
-        params = {}
-    students = ((params if isinstance(params, dict) else {}).get("distill") or {}).get("students") or {}
-    stages = [*stages, *(layout.distill_stage(name) for name in students)]
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def load_side(label: str, read: Reader, stages: list[str]) -> Side:
+    """One revision: `stages` (the gate's), and the stages `foreach` makes from that revision's own params."""
+    params = _yaml(read, "params.yaml")
+    declared = _yaml(read, DVC_FILE.as_posix()).get("stages")
+    try:
+        generated = generated_recorded_stages(declared if isinstance(declared, dict) else {}, params)
+    except CarbonBudgetError:
+        generated = []  # a base whose dvc.yaml this version cannot expand: its gate's own stages still compare
+    stages = [*stages, *(s for s in generated if s not in stages)]
     records = {s: r for s in stages if (r := _json(read, layout.record_path(s).as_posix()))}
-    return Side(
-        label,
-        params if isinstance(params, dict) else {},
-        records,
-        _json(read, layout.EVALUATE_METRICS.as_posix()),
-        _json(read, layout.EXPORT_METRICS.as_posix()),
-    )
+    return Side(label, params, records, _json(read, layout.DEPLOY_METRICS.as_posix()))
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:

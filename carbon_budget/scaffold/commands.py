@@ -12,8 +12,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from pipeline import layout
-from pipeline.config import PARAMS_FILE
+from carbon_budget import layout
+from carbon_budget.config import PARAMS_FILE
 
 TRACK = ("carbon-budget", "track")
 GATE = ("carbon-budget", "gate")

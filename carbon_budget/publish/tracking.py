@@ -25,10 +25,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import layout
-from pipeline.errors import PipelineError
-from pipeline.files import read_json, write_json
-from pipeline.records import EmissionRecord
+from carbon_budget import layout
+from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.files import read_json, write_json
+from carbon_budget.gate.evidence import Evidence
+from carbon_budget.layout import tracking_uri
+from carbon_budget.publish import worker
+from carbon_budget.publish.redact import redact, without_credentials
+from carbon_budget.records.record import EmissionRecord
 
 TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
@@ -43,11 +47,9 @@ _MLFLOW_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_PRINT_MODEL_URLS_ON_CREATION": "false",
 }
-# user:password@ in a tracking URI: printed URLs drop it, messages mask it
-_USERINFO = re.compile(r"(https?://)[^/@\s]+@")
 
 
-class PublishError(PipelineError):
+class PublishError(CarbonBudgetError):
     """MLflow could not take the execution; the snapshot stays in the outbox for `carbon-budget sync`."""
 
 
@@ -60,15 +62,10 @@ class Published:
     ui_url: str
 
 
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set (a team server); else the embedded sqlite store at the repo root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(layout.store_root() / 'mlflow.db').as_posix()}"
-
-
 def ui_url(uri: str, experiment_id: str) -> str:
     """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one. Printed
     in CI logs, so without the credentials a URI may hold."""
-    base = _USERINFO.sub(r"\1", uri).rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    base = without_credentials(uri).rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
@@ -102,8 +99,10 @@ def write_snapshot(
     others: list[EmissionRecord],
     work_dir: Path,
     execution_artifacts: list[Path],
+    pictures: list[dict[str, str]],
 ) -> Path:
-    """Freeze everything one execution publishes, before MLflow is touched."""
+    """Freeze everything one execution publishes, before MLflow is touched. `pictures` are drawn after the runs
+    are in (see `plots.draw_execution`)."""
     execution_id = uuid.uuid4().hex
     folder = work_dir / layout.OUTBOX_DIR / execution_id
     entries = []
@@ -143,6 +142,7 @@ def write_snapshot(
             "artifacts": parent_copies,
             "late_artifacts": [a.as_posix() for a in execution_artifacts if not (work_dir / a).is_file()],
             "work_dir": str(work_dir.resolve()),
+            "pictures": pictures,
         },
     )
     return folder
@@ -293,8 +293,9 @@ def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -
     if artifact is None:
         return
     example = None
-    if layout.INPUT_EXAMPLE.name in by_name:
-        example = np.asarray(read_json(by_name[layout.INPUT_EXAMPLE.name])["input"], dtype=np.float32)
+    example_file = by_name.get(Path(tags.get("deploy_input_example", "")).name)
+    if example_file is not None:  # a JSON {"input": [[...], ...]} the export step names in the tag
+        example = np.asarray(read_json(example_file)["input"], dtype=np.float32)
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
@@ -441,16 +442,6 @@ def _publish_error(uri: str, what: str, exc: Exception) -> PublishError:
     return PublishError(f"MLflow at {redact(uri)} did not take {what} ({type(exc).__name__}: {redact(str(exc))[:300]})")
 
 
-def redact(text: str) -> str:
-    """Credentials never reach a message: strip user:password@ from URLs and known secret values."""
-    text = _USERINFO.sub(r"\1***@", text)
-    for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
-        secret = os.environ.get(name)
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def pending(work_dir: Path) -> list[Path]:
     """Snapshots not yet in MLflow, oldest first."""
     outbox = work_dir / layout.OUTBOX_DIR
@@ -486,7 +477,6 @@ def deliver(folder: Path, uri: str | None = None) -> Published:
     """Publish a snapshot, its runs first and its model after, and drop it from the outbox once MLflow holds all
     of it. The warm background worker, when one answers, replies once the runs are in and logs the model after;
     it removes the snapshot itself, and a snapshot it could not finish stays for `carbon-budget sync`."""
-    from pipeline import worker
 
     uri = uri or tracking_uri()
     answer = worker.call(uri, "publish", folder=str(folder.resolve()), uri=uri)
@@ -510,13 +500,13 @@ def finish_delivery(folder: Path, uri: str) -> None:
 
 def attach_pictures(folder: Path, uri: str) -> None:
     """Draw the execution's pictures in its work tree and log each to the run it belongs to."""
-    from pipeline import plots
+    from carbon_budget.publish import plots
 
     snapshot = read_json(folder / SNAPSHOT_FILE)
     work_dir = Path(snapshot["work_dir"])
     if not work_dir.is_dir():
         return  # a queued experiment's temporary copy, already gone: its pictures go with it
-    plots.draw_execution(str(work_dir), snapshot["budgeted_stages"])
+    plots.draw_execution(str(work_dir), snapshot["budgeted_stages"], snapshot.get("pictures", []))
     try:
         client = _client(uri)
         experiment_id = _experiment_id(client, snapshot["experiment"], uri)
@@ -531,3 +521,29 @@ def attach_pictures(folder: Path, uri: str) -> None:
                 client.log_artifact(run.info.run_id, str(path))
     except Exception as exc:  # MLflow raises many types
         raise _publish_error(uri, "the pictures", exc) from None
+
+
+def publish_execution(
+    experiment: str,
+    params: dict[str, Any],
+    document: dict[str, Any],
+    evidence: Evidence,
+    own_records: list[EmissionRecord],
+    root: Path,
+    pictures: list[dict[str, str]],
+    uri: str,
+) -> str:
+    """Freeze the execution into the outbox, then hand it to MLflow (a parent run, a child per stage); returns the
+    line saying where its runs are. `pictures` are the project's own (see `plots.draw_execution`); the energy per
+    stage is always drawn and attached to the parent run.
+
+    Raises PublishError naming the kept snapshot when MLflow did not take it: the verdict never waits on MLflow.
+    """
+    folder = write_snapshot(
+        experiment, params, document, list(evidence.records.values()), own_records, root, [layout.ENERGY_PNG], pictures
+    )
+    try:
+        published = deliver(folder, uri)
+    except PublishError as exc:
+        raise PublishError(f"{exc}\nwarning: kept in {folder}; run `carbon-budget sync` once MLflow is back") from None
+    return f"MLflow: {published.new_runs} new runs; compare them at {published.ui_url}"

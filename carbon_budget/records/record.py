@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
-from pipeline.errors import RecordError
-from pipeline.files import read_json, write_json
+from carbon_budget.errors import RecordError
+from carbon_budget.files import read_json, write_json
 
 SCHEMA_VERSION: Literal["1"] = "1"
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline import layout
-from pipeline.files import read_json
-from pipeline.records import summarize_methods
+from carbon_budget import layout
+from carbon_budget.files import read_json
+from carbon_budget.records.record import summarize_methods
 
 
 def warm_up() -> None:
@@ -101,19 +101,22 @@ def energy_per_stage(stages: dict[str, dict[str, Any]], path: Path) -> None:
     _save(figure, path)
 
 
-def draw_execution(work_dir: str, stages: list[str]) -> list[str]:
-    """Draw every picture whose data exists under `work_dir`; returns the paths written. Plain-data arguments
-    and result, so the background worker can run it while the gate judges."""
+# the pictures a project can ask for by kind, each drawn from a CSV of its own (see `draw_execution`)
+DRAWERS = {"curves": training_curves, "confusion": confusion_matrix}
+
+
+def draw_execution(work_dir: str, stages: list[str], pictures: list[dict[str, str]]) -> list[str]:
+    """Draw every picture whose data exists under `work_dir`; returns the paths written. `pictures` are the
+    project's own (`{"kind": "curves" | "confusion", "data": CSV, "png": PNG}`: train_/val_ loss and accuracy per
+    epoch; actual/predicted pairs); the energy per stage is always drawn. Plain-data arguments and result, so the
+    background worker can run it while the gate judges."""
     root = Path(work_dir)
     written = []
-    curves = root / layout.TRAINING_CURVES
-    if curves.is_file():
-        training_curves(_rows(curves), root / layout.TRAINING_CURVES_PNG)
-        written.append(layout.TRAINING_CURVES_PNG.as_posix())
-    confusion = root / layout.CONFUSION
-    if confusion.is_file():
-        confusion_matrix(_rows(confusion), root / layout.CONFUSION_PNG)
-        written.append(layout.CONFUSION_PNG.as_posix())
+    for picture in pictures:
+        data = root / picture["data"]
+        if data.is_file():
+            DRAWERS[picture["kind"]](_rows(data), root / picture["png"])
+            written.append(picture["png"])
     figures = {}
     for stage in stages:
         with contextlib.suppress(OSError, ValueError):

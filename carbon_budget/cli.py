@@ -13,22 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.errors import PipelineError
+from carbon_budget.errors import CarbonBudgetError
 
 if TYPE_CHECKING:
-    from pipeline.gate import Evidence
+    from carbon_budget.gate.evidence import Evidence
 
 # This process loads no pydantic plugins; looking for them scans every installed package's entry points (~40 ms).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
-def _fail(exc: PipelineError) -> None:
+def _fail(exc: CarbonBudgetError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="carbon-budget-pipeline")
+@click.version_option(package_name="carbon-budget")
 def main() -> None:
     """Energy and carbon budgets for a DVC + MLflow training pipeline."""
 
@@ -46,12 +46,12 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
 
     Reads files only: without --publish it changes nothing, and needs neither MLflow nor a rerun.
     """
-    from pipeline import gate as gating
+    from carbon_budget.gate import evidence as gating
 
     root = Path.cwd()
     try:
         verdict, evidence = gating.judge_file(params_file, root)
-    except PipelineError as exc:
+    except CarbonBudgetError as exc:
         _fail(exc)
         return
     document = gating.verdict_document(verdict, evidence)
@@ -69,16 +69,17 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
 def _publish(params_file: Path, document: dict[str, Any], evidence: Evidence, root: Path) -> None:
     """Log a project's execution the way this pipeline's gate stage does; MLflow being away is a warning, not a
     verdict (the snapshot waits for `carbon-budget sync`)."""
-    from pipeline import tracking
-    from pipeline.config import MlflowParams, parse_section, read_params_file
-    from pipeline.gate import publish
+    from carbon_budget.config import MlflowParams, parse_section, read_params_file
+    from carbon_budget.publish import tracking
 
     try:
         raw = read_params_file(params_file)
         experiment = parse_section(raw, "mlflow", MlflowParams, str(params_file)).experiment
         sections: dict[str, Any] = {name: raw[name] for name in ("budget", "carbon") if name in raw}
-        click.echo(publish(experiment, sections, document, evidence, [], root, [], tracking.tracking_uri()))
-    except PipelineError as exc:
+        click.echo(
+            tracking.publish_execution(experiment, sections, document, evidence, [], root, [], tracking.tracking_uri())
+        )
+    except CarbonBudgetError as exc:
         click.echo(f"warning: {exc}", err=True)
 
 
@@ -88,7 +89,7 @@ def _publish(params_file: Path, document: dict[str, Any], evidence: Evidence, ro
 )
 def sync(tracking_uri: str | None) -> None:
     """Publish executions that MLflow has not taken yet (kept in .carbon-budget/outbox/). Safe to repeat."""
-    from pipeline import tracking
+    from carbon_budget.publish import tracking
 
     folders = tracking.pending(Path.cwd())
     if not folders:
@@ -99,7 +100,7 @@ def sync(tracking_uri: str | None) -> None:
         try:
             published = tracking.deliver(folder, tracking_uri)
             click.echo(f"synced {published.execution_id[:8]}: {published.new_runs} new runs ({published.ui_url})")
-        except PipelineError as exc:
+        except CarbonBudgetError as exc:
             failed += 1
             click.echo(f"error: {exc}", err=True)
     if failed:
@@ -120,19 +121,20 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
     """
     import os
 
-    from pipeline import report as reporting
-    from pipeline.gate import budgeted_stages, judge_file
+    from carbon_budget.config import read_params_file
+    from carbon_budget.gate.evidence import budgeted_stages, judge_file
+    from carbon_budget.report import compare as reporting
 
     root = Path.cwd()
     try:
         verdict, _ = judge_file(params_file, root)
-        stages = budgeted_stages(root / "dvc.yaml")
+        stages = budgeted_stages(root / "dvc.yaml", read_params_file(params_file))
         current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
         base, commit = None, None
         if base_ref:
             reader, commit = reporting.git_reader(root, base_ref)
             base = reporting.load_side(base_ref, reader, stages)
-    except PipelineError as exc:
+    except CarbonBudgetError as exc:
         _fail(exc)
         return
     document = reporting.compare(current, base, verdict, commit)
@@ -140,7 +142,7 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
     text = json.dumps(document, indent=2, sort_keys=True) + "\n" if fmt == "json" else markdown
     click.echo(text, nl=False)
     if output is not None:
-        from pipeline.files import write_text_atomic
+        from carbon_budget.files import write_text_atomic
 
         write_text_atomic(output, text)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -165,14 +167,14 @@ def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
 
     Keeps the files' comments and order, prints a diff of what it changes, and changes nothing a second time.
     """
-    from pipeline import scaffold
+    from carbon_budget.scaffold import init as scaffold
 
     names = [n.strip() for n in stage_names.split(",") if n.strip()] if stage_names is not None else None
     if names == []:
         raise click.BadParameter("name at least one stage, e.g. --stages train,evaluate", param_hint="--stages")
     try:
         plan = scaffold.plan(Path.cwd(), names, params_file)
-    except PipelineError as exc:
+    except CarbonBudgetError as exc:
         _fail(exc)
         return
     for note in plan.notes:
@@ -217,22 +219,23 @@ def track(stage: str, output: Path | None, params_file: Path, command: tuple[str
     import signal
     import subprocess
 
-    from pipeline.config import load_carbon
-    from pipeline.dvcyaml import running_stage_outputs
-    from pipeline.errors import CommandFailed, StageInterrupted
-    from pipeline.layout import record_path
-    from pipeline.stage import StageRun
+    from carbon_budget.errors import CommandFailed, StageInterrupted
+    from carbon_budget.layout import record_path, tracking_uri
+    from carbon_budget.measure.stage import StageRun
+    from carbon_budget.publish import worker
+    from carbon_budget.records.dvcyaml import running_stage_outputs
 
     exit_code = 0
     try:
         # under `dvc repro` the record names the outputs it paid for, so the gate can tell a stale one
         outputs = running_stage_outputs(exclude=output or record_path(stage))
-        with StageRun(stage, load_carbon(params_file), outputs=outputs, record_file=output) as run:
+        worker.ensure_running(tracking_uri())  # warm for the gate's --publish; before the meter's threads
+        with StageRun(stage, outputs=outputs, record_file=output, params_file=params_file) as run:
             run.tags["command"] = shlex.join(command)[:5000]
             try:
                 child = subprocess.Popen(command)
             except OSError as exc:
-                raise PipelineError(f"cannot run {command[0]!r}: {exc.strerror}") from None
+                raise CarbonBudgetError(f"cannot run {command[0]!r}: {exc.strerror}") from None
             try:
                 exit_code = child.wait()
             except StageInterrupted:
@@ -245,6 +248,6 @@ def track(stage: str, output: Path | None, params_file: Path, command: tuple[str
                 raise CommandFailed(exit_code)
     except CommandFailed as exc:
         sys.exit(exc.exit_code if exc.exit_code > 0 else 128 - exc.exit_code)
-    except PipelineError as exc:
+    except CarbonBudgetError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exit_code if exit_code > 0 else 1)

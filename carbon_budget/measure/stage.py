@@ -1,20 +1,20 @@
 """The lifetime of one stage: measure it, and write its emission record however it ends.
 
 Every stage script wraps its work in `StageRun`; `carbon-budget track` does the same around a foreign
-command. The record is written on success, on error and on SIGTERM/SIGINT alike, so the energy a failed
-stage spent is never lost, and the outputs it paid for are hashed so the gate can tell whose cost it is.
+command, and the training callbacks around a training loop run without the wrapper. Measuring never starts
+publishing: the entry point that wants MLflow asks for the worker itself (`carbon_budget.entry`).
+The record is written on success, on error and on SIGTERM/SIGINT alike, so the energy a failed stage
+spent is never lost, and the outputs it paid for are hashed so the gate can tell whose cost it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import resource
 import signal
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -22,13 +22,11 @@ from typing import Any
 
 import psutil
 
-from pipeline import worker
-from pipeline.config import CarbonParams, Params
-from pipeline.energy import EnergyMeter, EnergyReading
-from pipeline.errors import MeasurementError, PipelineError, StageAborted, StageInterrupted
-from pipeline.layout import record_path
-from pipeline.records import EmissionRecord, Hardware, Methods, file_md5, save_record
-from pipeline.tracking import tracking_uri
+from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_params_file, section_value
+from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
+from carbon_budget.layout import record_path
+from carbon_budget.measure.energy import EnergyMeter, EnergyReading
+from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
 
 
 def _now() -> str:
@@ -88,17 +86,21 @@ class StageRun:
     def __init__(
         self,
         stage: str,
-        params: Params | CarbonParams,
         sections: Iterable[str] = (),
         outputs: Iterable[Path] = (),
         metrics_files: Iterable[Path] = (),
         artifacts: Iterable[Path] = (),
         record_file: Path | None = None,
+        carbon: CarbonParams | None = None,
+        params_file: Path = Path(PARAMS_FILE),
     ) -> None:
+        """`sections` are the params (dotted names) the stage's result depends on: the record keeps their values
+        as params.yaml holds them, as DVC reads them, so the gate can tell a record measured with other params.
+        `carbon` is read from the same file when the caller has not validated it already."""
         self.stage = stage
-        # a foreign command (`carbon-budget track`) brings only carbon settings, and no sections to record
-        self._params = {name: params.section(name) for name in sections} if isinstance(params, Params) else {}
-        carbon = params if isinstance(params, CarbonParams) else params.carbon
+        raw = read_params_file(params_file, missing_ok=True)
+        self._params = {name: section_value(raw, name) for name in sections}
+        carbon = carbon or parse_section(raw, "carbon", CarbonParams, str(params_file))
         self._outputs = list(outputs)
         self._metrics_files = [p.as_posix() for p in metrics_files]
         # artifacts may be drawn later (the gate draws the PNGs): the snapshot takes those that exist then
@@ -115,7 +117,6 @@ class StageRun:
     def __enter__(self) -> StageRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-        worker.ensure_running(tracking_uri())  # before the tracker's threads start: it forks
         self._started_at = _now()
         entered = time.time()
         self.extra_metrics["startup_s"] = entered - psutil.Process().create_time()  # interpreter and imports
@@ -175,24 +176,3 @@ class StageRun:
             tags=self.tags,
         )
         save_record(self._record_file, self.record)
-
-
-def stage_main(main: Callable[[], None]) -> None:
-    """Run a stage's main(): a user-caused error becomes one message on stderr and exit code 1, not a traceback.
-
-    The process then ends with os._exit: every file the stage writes is already closed and renamed into
-    place, and the interpreter's teardown after importing torch costs ~0.45 s here (a fifth of a stage) while
-    doing nothing a stage needs.
-    """
-    code = 0
-    try:
-        main()
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        code = 130
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from pipeline import layout
-from pipeline.errors import RecordError
-from pipeline.files import parse_yaml
-from pipeline.records import file_drift
+from carbon_budget import layout
+from carbon_budget.errors import RecordError
+from carbon_budget.files import parse_yaml
+from carbon_budget.records.record import file_drift
 
 LOCK_FILE = Path("dvc.lock")
 

@@ -1,0 +1,172 @@
+"""The plugin's sections of params.yaml (`carbon`, `budget`, `forecast`, `mlflow`), validated once at the edge
+into typed, frozen objects, and the one way every params error is worded.
+
+A project's own sections are never judged here: each section is validated on its own (`parse_section`), so a
+team's `prepare:` or `train:` keys are theirs. A bad value gets one message that names the key, the value and
+what is allowed, instead of a KeyError deep inside a stage. The reference pipeline builds its whole-file model
+on these sections and words its errors with `validate`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from carbon_budget.errors import ParamsError
+from carbon_budget.files import parse_yaml
+
+PARAMS_FILE = "params.yaml"
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Section(BaseModel):
+    """A params section: unknown keys are refused (a typo never passes silently), values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ForecastParams(Section):
+    warmup_epochs: Annotated[int, Field(gt=0)] = 1
+    on_overrun: Literal["abort", "warn"] = "abort"
+    sample_every_s: PositiveFloat = 1.0
+    min_window_s: PositiveFloat = 2.0
+
+
+class CarbonParams(Section):
+    country_iso_code: str = "USA"
+    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
+    measure_power_secs: PositiveFloat = 5.0
+    intensity_g_per_kwh: PositiveFloat | None = None
+    tracking_mode: Literal["process", "machine"] = "process"
+
+    @field_validator("country_iso_code")
+    @classmethod
+    def _known_country(cls, code: str) -> str:
+        from carbon_budget.measure import grid
+
+        known = grid.known_countries()
+        if code not in known:
+            close = [c for c in known if c[0] == code[:1].upper()][:12]
+            raise ValueError(
+                f"unknown country code {code!r}: use an ISO 3166-1 alpha-3 code codecarbon has grid data for"
+                f" (e.g. {', '.join(close) or 'USA, FRA, DEU'})"
+            )
+        return code
+
+
+class StageBudget(Section):
+    energy_kwh: PositiveFloat | None = None
+    co2_kg: PositiveFloat | None = None
+    duration_s: PositiveFloat | None = None
+
+
+class BudgetParams(Section):
+    """The budgets the gate judges. Model size and accuracy are judged only when set: a project that ships no
+    model (any DVC project under `carbon-budget track`) has energy and CO2 budgets alone."""
+
+    energy_kwh: PositiveFloat
+    co2_kg: PositiveFloat
+    model_size_mb: PositiveFloat | None = None
+    min_accuracy: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    stages: dict[str, StageBudget] = {}
+
+
+class MlflowParams(Section):
+    experiment: str = "carbon-budget"
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `StageBudget`, `X | None` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at `loc`, to list the keys it allows."""
+    model: type[BaseModel] | None = root
+    for part in loc[:-1]:
+        if model is None:
+            return None
+        if part in model.model_fields:
+            model = _submodel(model.model_fields[part].annotation)
+        # any other part is a free dict key (a stage name): its values share one model
+    return model
+
+
+def _describe(root: type[BaseModel], at: tuple[str, ...], error: dict[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in (*at, *loc)) or "(top level)"
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(root, loc)
+        allowed = ", ".join(owner.model_fields) if owner else "see README"
+        return f"unknown key {key} (allowed here: {allowed})"
+    if error["type"] == "missing":
+        return f"missing key {key}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = "NaN" if isinstance(value, float) and math.isnan(value) else repr(value)
+    if isinstance(value, dict):
+        return f"{key}: {message}"
+    return f"{key} = {shown}: {message}"
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate(model: type[ModelT], raw: Any, source: str, at: tuple[str, ...] = ()) -> ModelT:
+    """`raw` validated into `model`, or one ParamsError listing every problem, each naming its key (behind `at`,
+    the section's place in the file), the value and what is allowed."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(model, at, dict(err))}" for err in exc.errors())
+        raise ParamsError(f"{source} is not valid:\n{problems}") from None
+
+
+def read_params_file(path: Path, missing_ok: bool = False) -> dict[str, Any]:
+    """A params file as plain data, for the commands that read single sections of a file they do not own."""
+    if missing_ok and not path.is_file():
+        return {}
+    try:
+        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ParamsError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def parse_section(raw: dict[str, Any], name: str, model: type[ModelT], source: str) -> ModelT:
+    """One top-level section validated on its own, so a foreign project's other keys are never judged; an absent
+    section gets the model's defaults (a ParamsError when the model has required keys)."""
+    section = raw.get(name)
+    return validate(model, {} if section is None else section, source, at=(name,))
+
+
+def section_value(raw: dict[str, Any], name: str) -> Any:
+    """What params.yaml holds at a dotted name (`train`, `distill.students.small`), as DVC reads it; None when
+    absent. A record keeps these values, so the gate can tell a record measured with other params."""
+    value: Any = raw
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def load_carbon(path: Path) -> CarbonParams:
+    """Only the `carbon:` section, for a project that is not this pipeline (`carbon-budget track`): defaults
+    when the file or the section is absent, the same clear message when a value is wrong."""
+    return parse_section(read_params_file(path, missing_ok=True), "carbon", CarbonParams, str(path))

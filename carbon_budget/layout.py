@@ -1,0 +1,42 @@
+"""Where the plugin reads and writes, relative to the project root: one record per stage, the gate's verdict,
+the deployed model's figures, and the local state (outbox) that never goes into git.
+
+A project names the same paths in its dvc.yaml (`carbon-budget init` writes them there); the reference pipeline's
+own paths live in its own `pipeline/layout.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+RECORDS_DIR = Path("metrics/emissions")
+GATE_METRICS = Path("metrics/gate.json")
+# What a project ships, as its export step states it: `deploy.path`, `deploy.accuracy` (the artifact's own test
+# accuracy), `deploy.parameters`, and `model`; read by the gate for `budget.model_size_mb` and `min_accuracy`.
+DEPLOY_METRICS = Path("metrics/export.json")
+ENERGY_PER_STAGE = Path("plots/energy_per_stage.csv")
+EFFICIENCY = Path("plots/efficiency.csv")
+ENERGY_PNG = Path("plots/energy_per_stage.png")
+STATE_DIR = Path(".carbon-budget")
+OUTBOX_DIR = STATE_DIR / "outbox"
+
+
+def record_path(stage: str) -> Path:
+    """The emission record a stage writes: one JSON file per stage, tracked by DVC."""
+    return RECORDS_DIR / f"{stage}.json"
+
+
+def store_root() -> Path:
+    """Where the shared MLflow store and its artifacts live: the real repository.
+
+    Stages write their outputs relative to the working directory, which DVC sets to the repo (or, for a
+    queued experiment, to its copy under .dvc/tmp/exps/). DVC_ROOT always names the real repo, so every
+    experiment lands in one store instead of one that is thrown away with the copy.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a team server); else the embedded sqlite store at the repo root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(store_root() / 'mlflow.db').as_posix()}"

@@ -1,0 +1,260 @@
+"""Budget-aware training for any training loop: forecast the stage's energy after warm-up and stop at the end of
+an epoch once the forecast confirms an overrun.
+
+    with TrainingBudget(epochs=20) as budget:      # reads params.yaml: budget, forecast, carbon
+        for epoch in range(1, 21):
+            train_one_epoch()
+            if budget.end_epoch(epoch):
+                break                              # on `abort`, leaving the block raises ForecastOverrun
+
+The Lightning and transformers callbacks (`carbon_budget.integrations`) are this object behind each framework's
+hooks. Under `carbon-budget track` it uses the wrapper's meter, asked over a unix socket the wrapper names in
+CARBON_BUDGET_METER (one meter, one record, energy counted once) and reports how training ended, so the wrapper's
+record says `aborted` / `stopped_by: budget_forecast`; run on its own, it measures and writes the record itself.
+The forecast is the reference pipeline's own (`Forecaster`): same warm-up, windows and two-in-a-row confirmation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from carbon_budget.config import (
+    PARAMS_FILE,
+    BudgetParams,
+    CarbonParams,
+    ForecastParams,
+    parse_section,
+    read_params_file,
+)
+from carbon_budget.errors import CarbonBudgetError, ForecastOverrun, MeasurementError, RecordError
+from carbon_budget.layout import record_path
+from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
+from carbon_budget.measure.stage import StageRun
+from carbon_budget.records.dvcyaml import DVC_FILE, read_stages, running_stage_outputs, upstream_stages
+from carbon_budget.records.record import load_record
+
+METER_ENV = "CARBON_BUDGET_METER"  # the unix socket of the `carbon-budget track` wrapper measuring this process
+STAGE_ENV = "CARBON_BUDGET_STAGE"  # the stage name the wrapper records under
+
+
+def stage_name(explicit: str | None = None) -> str:
+    """The stage a training loop belongs to: given, else the `carbon-budget track` wrapper's, else DVC's."""
+    name = explicit or os.environ.get(STAGE_ENV) or os.environ.get("DVC_STAGE", "").rsplit(":", 1)[-1]
+    if not name:
+        raise CarbonBudgetError(
+            "no stage name: pass stage=..., or run under `carbon-budget track --stage NAME` or `dvc repro`"
+        )
+    return name
+
+
+def budget_for(stage: str, budget: BudgetParams, root: Path = Path()) -> float:
+    """What a stage may spend: its own `budget.stages.<stage>.energy_kwh`, else `budget.energy_kwh` less what the
+    stages DVC runs before it (its upstream in dvc.yaml) have spent, by their records."""
+    own = budget.stages.get(stage)
+    spent = 0.0
+    if own is None or own.energy_kwh is None:
+        stages = read_stages(root / DVC_FILE) if (root / DVC_FILE).is_file() else {}
+        for name in upstream_stages(stages, stage):
+            with contextlib.suppress(RecordError):
+                spent += load_record(root / record_path(name)).energy_kwh
+    return training_budget_kwh(own.energy_kwh if own else None, budget.energy_kwh, spent)
+
+
+class _Wrapper:
+    """The `carbon-budget track` process measuring us, reached over its socket."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(30)
+            try:
+                client.connect(self._path)
+                client.sendall(json.dumps(request).encode() + b"\n")
+                answer: dict[str, Any] = json.loads(client.makefile("rb").readline() or b"{}")
+            except (OSError, ValueError) as exc:
+                raise MeasurementError(f"the carbon-budget track wrapper did not answer ({exc})") from None
+        if "error" in answer:
+            raise MeasurementError(str(answer["error"]))
+        return answer
+
+
+class TrainingBudget:
+    """A training loop's energy budget: `end_epoch` says when to stop; leaving the block writes (or hands the
+    wrapper) how training ended, and raises ForecastOverrun when it stopped for its budget under `abort`."""
+
+    def __init__(
+        self,
+        epochs: int,
+        stage: str | None = None,
+        *,
+        budget_kwh: float | None = None,
+        forecast: ForecastParams | None = None,
+        carbon: CarbonParams | None = None,
+        params_file: Path = Path(PARAMS_FILE),
+    ) -> None:
+        """Unset arguments come from `params_file` (the sections `carbon-budget init` writes): the budget from
+        `budget:` (none when absent: forecasts are recorded, nothing stops), `forecast:` and `carbon:`."""
+        if epochs < 1:
+            raise CarbonBudgetError(f"epochs = {epochs!r}: a budgeted training run needs a known number of epochs >= 1")
+        self.stage = stage_name(stage)
+        raw = read_params_file(params_file, missing_ok=True)
+        self._forecast = forecast or parse_section(raw, "forecast", ForecastParams, str(params_file))
+        self._carbon = carbon or parse_section(raw, "carbon", CarbonParams, str(params_file))
+        if budget_kwh is None and raw.get("budget") is not None:
+            budget_kwh = budget_for(self.stage, parse_section(raw, "budget", BudgetParams, str(params_file)))
+        self.budget_kwh = budget_kwh
+        self.epochs = epochs
+        self._params_file = params_file
+        self._wrapper = _Wrapper(os.environ[METER_ENV]) if os.environ.get(METER_ENV) else None
+        self._run: StageRun | None = None
+        self._forecaster: Forecaster | None = None
+        self.epochs_run = 0
+        self.stopped_by = ""
+
+    def start(self) -> None:
+        intensity: float
+        if self._wrapper is not None:
+            intensity = float(self._wrapper.ask({"op": "intensity"})["g_per_kwh"])
+        else:
+            record = record_path(self.stage)
+            self._run = StageRun(
+                self.stage,
+                ("carbon",),
+                outputs=running_stage_outputs(exclude=record),
+                carbon=self._carbon,
+                params_file=self._params_file,
+            )
+            self._run.__enter__()
+            intensity = self._run.intensity_g_per_kwh
+        f = self._forecast
+        self._forecaster = Forecaster(
+            self.epochs, f.warmup_epochs, self.budget_kwh, intensity, f.sample_every_s, f.min_window_s
+        )
+
+    def _energy_kwh(self) -> float:
+        if self._wrapper is not None:
+            return float(self._wrapper.ask({"op": "sample"})["energy_kwh"])
+        assert self._run is not None
+        return self._run.energy_kwh()
+
+    def end_epoch(self, epoch: int) -> bool:
+        """Call after each epoch with the number of epochs done (1-based); True means stop training now."""
+        if self._forecaster is None:
+            raise CarbonBudgetError("TrainingBudget.end_epoch before start(): use it as a context manager")
+        self.epochs_run = epoch
+        forecast = self._forecaster.observe(epoch, self._energy_kwh)
+        if forecast is None or not forecast.over_budget:
+            return False
+        if self._forecast.on_overrun == "abort":
+            if self._forecaster.overrun_confirmed():
+                self.stopped_by = "budget_forecast"
+                return True
+            return False
+        if self._forecaster.warn_once():
+            print(
+                f"warning: {self.stage}: {forecast.message()}; continuing (forecast.on_overrun: warn)", file=sys.stderr
+            )
+        return False
+
+    def outcome(self) -> tuple[dict[str, float], dict[str, str]]:
+        """The figures and tags the record carries: the first forecast, epochs run, the budget, who stopped."""
+        metrics: dict[str, float] = {"epochs_run": float(self.epochs_run)}
+        if self.budget_kwh is not None:
+            metrics["training_budget_kwh"] = self.budget_kwh
+        first = self._forecaster.first if self._forecaster else None
+        if first is not None:
+            metrics.update(
+                forecast_energy_kwh=first.energy_kwh, forecast_co2_kg=first.co2_kg, forecast_after_epoch=first.epoch
+            )
+        tags = {"stopped_by": self.stopped_by or "completed", "forecast_policy": self._forecast.on_overrun}
+        return metrics, tags
+
+    def overrun(self) -> ForecastOverrun:
+        latest = self._forecaster.latest if self._forecaster else None
+        where = f"budget.stages.{self.stage}.energy_kwh or budget.energy_kwh"
+        said = latest.message() if latest else "forecast over budget"
+        return ForecastOverrun(f"{self.stage}: {said} (params.yaml {where}; forecast.on_overrun: abort)")
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Record how training ended; raises ForecastOverrun when it stopped for its budget (and nothing else
+        failed), so the process exits non-zero and `dvc repro` keeps the last good run in dvc.lock."""
+        metrics, tags = self.outcome()
+        failure = self.overrun() if self.stopped_by and error is None else error
+        if self._wrapper is not None:
+            self._wrapper.ask({"op": "outcome", "metrics": metrics, "tags": tags, "message": str(failure or "")})
+        elif self._run is not None:
+            run, self._run = self._run, None
+            run.extra_metrics.update(metrics)
+            run.tags.update(tags)
+            run.__exit__(type(failure) if failure else None, failure, None)
+        if failure is not None and error is None:
+            raise failure
+
+    def __enter__(self) -> TrainingBudget:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish(exc)
+
+
+class MeterServer:
+    """The `carbon-budget track` side: serves the wrapper's meter to a training loop in the tracked command, and
+    keeps what it reports about how training ended."""
+
+    def __init__(self, sample_kwh: Callable[[], float], intensity_g_per_kwh: float) -> None:
+        self._sample = sample_kwh
+        self._intensity = intensity_g_per_kwh
+        self._lock = threading.Lock()
+        self.path = Path(tempfile.mkdtemp(prefix="carbon-budget-meter-")) / "meter.sock"
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(self.path))
+        self._server.listen(4)
+        self.outcome: dict[str, Any] | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "intensity":
+            return {"g_per_kwh": self._intensity}
+        if op == "sample":
+            with self._lock:  # codecarbon's tracker is not meant for two readers at once
+                return {"energy_kwh": self._sample()}
+        if op == "outcome":
+            self.outcome = request
+            return {"ok": True}
+        return {"error": f"unknown request {op!r}"}
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            with connection:
+                try:
+                    answer = self._answer(json.loads(connection.makefile("rb").readline()))
+                except (ValueError, CarbonBudgetError) as exc:
+                    answer = {"error": str(exc)}
+                with contextlib.suppress(OSError):
+                    connection.sendall(json.dumps(answer).encode() + b"\n")
+
+    def close(self) -> None:
+        self._server.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+            self.path.parent.rmdir()

@@ -1,0 +1,1 @@
+"""The pull-request report: a revision's records and model figures against its base's."""
