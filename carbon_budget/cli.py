@@ -215,39 +215,16 @@ def track(stage: str, output: Path | None, params_file: Path, command: tuple[str
 
     The command's exit code is passed through; SIGTERM/SIGINT are forwarded to it. Use `--` before the command.
     """
-    import shlex
-    import signal
-    import subprocess
-
-    from carbon_budget.errors import CommandFailed, StageInterrupted
-    from carbon_budget.layout import record_path, tracking_uri
-    from carbon_budget.measure.stage import StageRun
+    from carbon_budget.errors import CommandFailed
+    from carbon_budget.layout import tracking_uri
+    from carbon_budget.measure.track import track as run_tracked
     from carbon_budget.publish import worker
-    from carbon_budget.records.dvcyaml import running_stage_outputs
 
-    exit_code = 0
     try:
-        # under `dvc repro` the record names the outputs it paid for, so the gate can tell a stale one
-        outputs = running_stage_outputs(exclude=output or record_path(stage))
         worker.ensure_running(tracking_uri())  # warm for the gate's --publish; before the meter's threads
-        with StageRun(stage, outputs=outputs, record_file=output, params_file=params_file) as run:
-            run.tags["command"] = shlex.join(command)[:5000]
-            try:
-                child = subprocess.Popen(command)
-            except OSError as exc:
-                raise CarbonBudgetError(f"cannot run {command[0]!r}: {exc.strerror}") from None
-            try:
-                exit_code = child.wait()
-            except StageInterrupted:
-                child.send_signal(signal.SIGTERM)
-                exit_code = child.wait()
-                raise
-            finally:
-                run.extra_metrics["exit_code"] = float(exit_code)
-            if exit_code != 0:
-                raise CommandFailed(exit_code)
+        run_tracked(stage, command, output, params_file)
     except CommandFailed as exc:
         sys.exit(exc.exit_code if exc.exit_code > 0 else 128 - exc.exit_code)
     except CarbonBudgetError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_code if exit_code > 0 else 1)
+        sys.exit(1)
