@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test bench ui
+.PHONY: setup run test test-fast bench ui
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ test: setup
 	python -m pytest -n 2 --dist loadfile -m "not serial"
 	python -m pytest -p no:xdist -m serial
 
+# The unit loop: everything but real `dvc repro` runs, servers and machine measurements (under a minute here).
+test-fast: setup
+	python -m pytest -n 2 -m "not integration and not serial"
+
 bench: setup
 	python benchmarks/pipeline_overhead.py
+	python benchmarks/budget_callbacks.py
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

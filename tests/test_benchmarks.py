@@ -24,3 +24,11 @@ def test_tracking_overhead_benchmark_prints_a_ratio(tool_env: dict[str, str]) ->
 def test_export_benchmark_prints_ratios(tool_env: dict[str, str]) -> None:
     out = run([sys.executable, "benchmarks/export_artifacts.py", "--epochs", "2"], ROOT, tool_env)
     assert "smaller than fp32 ONNX" in out.stdout
+
+
+@pytest.mark.integration
+def test_callback_benchmark_prints_forecast_error_and_savings(tool_env: dict[str, str]) -> None:
+    out = run(
+        [sys.executable, "benchmarks/budget_callbacks.py", "--epochs", "40", "--frameworks", "plain"], ROOT, tool_env
+    )
+    assert "first forecast (after epoch" in out.stdout and "the abort saved" in out.stdout

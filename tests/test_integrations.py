@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
+from benchmarks.budget_callbacks import training_script
 from tests.conftest import BIN, ROOT, run
 
 pytestmark = pytest.mark.integration
@@ -25,75 +25,13 @@ pytestmark = pytest.mark.integration
 EPOCHS = 40
 FORECAST = {"warmup_epochs": 1, "on_overrun": "abort", "sample_every_s": 0.5, "min_window_s": 1.0}
 
-DATA = """
-import torch
-torch.manual_seed(0)
-torch.set_num_threads(1)
-x = torch.randn(8192, 64)  # about 0.1 s an epoch here: a few seconds of training
-y = (x[:, 0] > 0).long()
-"""
 
-SCRIPTS = {
-    "plain": DATA
-    + f"""
-from carbon_budget.measure.training import TrainingBudget
-model = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 2))
-optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-with TrainingBudget(epochs={EPOCHS}) as budget:
-    for epoch in range(1, {EPOCHS} + 1):
-        for i in range(0, len(x), 64):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64]).backward()
-            optimizer.step()
-        if budget.end_epoch(epoch):
-            break
-""",
-    "lightning": DATA
-    + f"""
-import lightning as L
-from torch.utils.data import DataLoader, TensorDataset
-from carbon_budget.integrations.lightning import CarbonBudgetCallback
-
-class Tiny(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 2))
-    def training_step(self, batch, _):
-        return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-trainer = L.Trainer(
-    max_epochs={EPOCHS}, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-    enable_progress_bar=False, enable_model_summary=False, callbacks=[CarbonBudgetCallback()],
-)
-trainer.fit(Tiny(), DataLoader(TensorDataset(x, y), batch_size=64))
-""",
-    "transformers": DATA
-    + f"""
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
-from carbon_budget.integrations.transformers import CarbonBudgetCallback
-
-config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64, max_position_embeddings=16)
-model = BertForSequenceClassification(config)
-ids = torch.randint(0, 64, (2048, 8))
-rows = [{{"input_ids": ids[i], "attention_mask": torch.ones(8, dtype=torch.long), "labels": int(ids[i, 0] > 31)}}
-        for i in range(len(ids))]
-args = TrainingArguments(
-    output_dir="hf-out", num_train_epochs={EPOCHS}, per_device_train_batch_size=64, report_to="none",
-    save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
-)
-Trainer(model=model, args=args, train_dataset=rows, callbacks=[CarbonBudgetCallback()]).train()
-""",
-}
-
-
-def project(tmp_path: Path, name: str, energy_kwh: float) -> Path:
+def project(tmp_path: Path, name: str, energy_kwh: float, on_overrun: str = "abort") -> Path:
     folder = tmp_path / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.py").write_text(textwrap.dedent(SCRIPTS[name]))
-    params = {"budget": {"energy_kwh": energy_kwh, "co2_kg": 1.0}, "forecast": FORECAST}
+    (folder / "train.py").write_text(training_script(name, EPOCHS))
+    forecast = {**FORECAST, "on_overrun": on_overrun}
+    params = {"budget": {"energy_kwh": energy_kwh, "co2_kg": 1.0}, "forecast": forecast}
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     return folder
 
@@ -131,6 +69,14 @@ def test_generous_budget_completes_and_a_tight_one_stops_early(
     assert aborted["extra_metrics"]["epochs_run"] < EPOCHS
     assert aborted["extra_metrics"]["forecast_energy_kwh"] > tight
     assert aborted["energy_kwh"] < 0.6 * full["energy_kwh"], (aborted["energy_kwh"], full["energy_kwh"])
+
+
+def test_warn_policy_warns_once_and_trains_on(tmp_path: Path, fit_env: dict[str, str]) -> None:
+    done, record = train(project(tmp_path, "plain", 1e-9, on_overrun="warn"), fit_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning: fit: forecast") == 1 and "forecast.on_overrun: warn" in done.stderr
+    assert record["status"] == "completed" and record["extra_metrics"]["epochs_run"] == EPOCHS
+    assert record["extra_metrics"]["forecast_energy_kwh"] > 1e-9  # on record for the gate, which fails it
 
 
 def test_callback_in_a_stage_set_up_by_init_uses_the_wrappers_meter(tmp_path: Path, tool_env: dict[str, str]) -> None:
