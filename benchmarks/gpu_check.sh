@@ -16,8 +16,8 @@ python3 -m stages.preprocess && python3 -m stages.train 2>&1 | tail -3
 cp metrics/emissions/train.json "$out/train-record.json"; cp metrics/train.json "$out/train-metrics.json"
 python3 - <<'PY' | tee "$out/nvml-meter.txt"
 import time, torch
-from pipeline.config import CarbonParams
-from pipeline.energy import EnergyMeter
+from carbon_budget.config import CarbonParams
+from carbon_budget.measure.energy import EnergyMeter
 meter = EnergyMeter(CarbonParams(measure_power_secs=1.0), "gpu-burn")
 meter.start()
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
