@@ -16,6 +16,7 @@ import yaml
 
 from carbon_budget.errors import MeasurementError, ParamsError
 from carbon_budget.records.record import load_record, node_energy
+from pipeline import layout
 from pipeline.config import DistributedParams, parse_params
 from pipeline.distributed import NodeRun, account_nodes, node_count, torchrun_command
 from tests.conftest import ROOT, edit_params, run
@@ -209,4 +210,4 @@ def test_budget_forecast_stops_every_process(project: Path, tool_env: dict[str, 
     record = json.loads((project / "metrics/emissions/train.json").read_text())
     assert record["status"] == "aborted" and record["tags"]["stopped_by"] == "budget_forecast"
     assert record["extra_metrics"]["epochs_run"] < 300 and record["nodes"][0]["energy_kwh"] == record["energy_kwh"]
-    assert not (project / "models/model.pt").exists()  # an aborted model is not passed on as trained
+    assert not (project / layout.MODEL).exists()  # an aborted model is not passed on as trained
