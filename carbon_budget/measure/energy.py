@@ -19,22 +19,32 @@ instead of in every stage process:
 
 PUE is applied by codecarbon to every component. codecarbon swallows its own exceptions and then returns
 no data; that is raised here as MeasurementError, never reported as zero.
+
+The plan cache, the CPU attribution, the method labels and the running totals read codecarbon's private
+attributes. Every codecarbon in the supported range (3.0 to 3.x; tests/test_codecarbon_range.py runs the lowest
+and the highest) is read defensively: what is found is checked first, and anything missing or unexpected falls
+back to codecarbon's public behaviour (it probes the hardware itself, its own CPU figure stands, a method it
+does not show is labelled `estimated:unknown`, a running total it hides is a MeasurementError), never to a
+figure computed from something we misread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeGuard
 
+from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
 from carbon_budget.files import write_json
-from carbon_budget.measure import grid
 
 _CPU_MODES = {
     "intel_rapl": "measured:rapl",
@@ -44,6 +54,12 @@ _CPU_MODES = {
     "cpu_load": "estimated:cpu_load_x_tdp",
     "constant": "estimated:tdp_constant",
 }
+# A component whose method codecarbon does not show: records allow only measured:/estimated:/none, and a method
+# nobody can name is never claimed as measured.
+_UNKNOWN = "estimated:unknown"
+# The TDP codecarbon estimates CPU load against, for a whole machine: a value outside this range is not a TDP
+# in watts, and attributing CPU-seconds against it would give a wrong figure.
+_TDP_RANGE_W = (1.0, 5000.0)
 
 
 @dataclass(frozen=True)
@@ -102,40 +118,135 @@ def _plan_file(version: str) -> Path:
     return _cache_dir() / f"hardware-plan-codecarbon{version}-{_machine_key()}.json"
 
 
-def _load_plans(version: str) -> None:
-    """Seed codecarbon's per-process hardware cache with the plans an earlier process detected."""
-    from codecarbon.core import hardware_cache
-
+def _plan_cache() -> ModuleType | None:
+    """codecarbon's per-process hardware-plan cache, when it has the shape we persist; None where it does not
+    (3.0.0 has no cache at all), and codecarbon then probes the hardware itself, as it always would."""
     try:
-        entries = json.loads(_plan_file(version).read_text())
-        for entry in entries:
-            key_type: Any = hardware_cache._HardwareCacheKey  # its fields are codecarbon's to type
-            key = key_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["key"].items()})
-            hardware_cache._plans.setdefault(key, hardware_cache._HardwarePlan(**entry["plan"]))
+        from codecarbon.core import hardware_cache
+    except ImportError:
+        return None
+    if not isinstance(getattr(hardware_cache, "_plans", None), dict):
+        return None
+    for name in ("_HardwareCacheKey", "_HardwarePlan"):
+        found = getattr(hardware_cache, name, None)
+        if not (isinstance(found, type) and dataclasses.is_dataclass(found)):
+            return None
+    return hardware_cache
+
+
+def _field_names(dataclass_type: Any) -> set[str]:
+    return {field.name for field in dataclasses.fields(dataclass_type)}
+
+
+def _sound_plan(plan: Any) -> bool:
+    """A plan codecarbon can rebuild its hardware from: an empty list of hardware would measure nothing, and a
+    run that measured nothing would read as zero energy."""
+    specs = plan.get("hardware_specs") if isinstance(plan, dict) else None
+    return (
+        isinstance(specs, list)
+        and bool(specs)
+        and all(isinstance(spec, dict) and isinstance(spec.get("kind"), str) for spec in specs)
+        and isinstance(plan.get("conf"), dict)
+    )
+
+
+def _load_plans(version: str) -> None:
+    """Seed codecarbon's per-process hardware cache with the plans an earlier process detected: all of them
+    when every entry has exactly the fields this codecarbon's plans have, none otherwise."""
+    cache = _plan_cache()
+    if cache is None:
+        return
+    key_fields, plan_fields = _field_names(cache._HardwareCacheKey), _field_names(cache._HardwarePlan)
+    plans = {}
+    try:
+        for entry in json.loads(_plan_file(version).read_text()):
+            key, plan = entry["key"], entry["plan"]
+            if set(key) != key_fields or set(plan) != plan_fields or not _sound_plan(plan):
+                return
+            key_type: Any = cache._HardwareCacheKey  # its fields are codecarbon's to type
+            plans[key_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in key.items()})] = (
+                cache._HardwarePlan(**plan)
+            )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return  # no usable plan: codecarbon probes the hardware itself, as it always would
+    for key_value, plan_value in plans.items():
+        cache._plans.setdefault(key_value, plan_value)
 
 
 def _save_plans(version: str) -> None:
-    from codecarbon.core import hardware_cache
-
+    cache = _plan_cache()
+    if cache is None:
+        return
     try:
         entries = [
-            {"key": dataclasses.asdict(key), "plan": dataclasses.asdict(plan)}
-            for key, plan in hardware_cache._plans.items()
+            {"key": dataclasses.asdict(key), "plan": dataclasses.asdict(plan)} for key, plan in cache._plans.items()
         ]
         write_json(_plan_file(version), entries)
     except (OSError, TypeError, ValueError, AttributeError):
         return  # the cache is an optimisation; failing to write it changes no figure
 
 
+def _tracker_arguments(intensity: Intensity) -> dict[str, Any]:
+    """Keep the tracker off the disk and away from the country lookup, in the words this codecarbon knows.
+
+    `output_methods` and `force_carbon_intensity_g_co2e_kwh` came after 3.0.0, which has `save_to_file` and
+    needs a country instead (the lookup then costs its ~0.5 s; our CO2 figure uses `intensity` either way). Its
+    constructor swallows an argument it does not know and leaves a tracker that measures nothing, so the
+    signature is asked first."""
+    from codecarbon import EmissionsTracker
+
+    accepted = inspect.signature(EmissionsTracker).parameters
+    arguments: dict[str, Any] = {"output_methods": []} if "output_methods" in accepted else {"save_to_file": False}
+    if "force_carbon_intensity_g_co2e_kwh" in accepted:
+        arguments["force_carbon_intensity_g_co2e_kwh"] = intensity.g_per_kwh
+    else:
+        arguments["country_iso_code"] = intensity.country_iso_code
+    return arguments
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _hardware(tracker: Any) -> list[Any] | None:
+    """The hardware objects codecarbon measures with; None where this codecarbon keeps them elsewhere."""
+    hardware = getattr(tracker, "_hardware", None)
+    return list(hardware) if isinstance(hardware, list | tuple) else None
+
+
+def _cpu_load_watts_per_core(tracker: Any) -> float | None:
+    """TDP / cores of the one CPU codecarbon estimates from load x TDP, the rate its process mode charges a
+    core-second at; None where its CPU figure comes from anything else (a sensor, a constant) or where the TDP
+    or the core count is not a plausible one, so that codecarbon's own figure stands."""
+    cpus = [h for h in _hardware(tracker) or [] if type(h).__name__ == "CPU"]
+    if len(cpus) != 1 or getattr(cpus[0], "_mode", None) != "cpu_load":
+        return None
+    tdp, cores = getattr(cpus[0], "_tdp", None), getattr(cpus[0], "_cpu_count", None)
+    if not _is_number(tdp) or not _TDP_RANGE_W[0] <= tdp <= _TDP_RANGE_W[1]:
+        return None
+    if not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= (os.cpu_count() or cores):
+        return None
+    return float(tdp) / cores
+
+
+def _running_kwh(tracker: Any, total: str) -> float | None:
+    """One of the tracker's running totals (an Energy, in kWh); None where it is not one."""
+    kwh = getattr(getattr(tracker, total, None), "kWh", None)
+    return float(kwh) if _is_number(kwh) and kwh >= 0 else None
+
+
 def _methods(tracker: Any) -> dict[str, str]:
-    """Name how codecarbon got each component, from the hardware objects it actually used."""
+    """Name how codecarbon got each component, from the hardware objects it actually used; `estimated:unknown`
+    for every component where those objects cannot be read, and for a CPU mode we do not know."""
+    found = _hardware(tracker)
+    if found is None:
+        return dict.fromkeys(("cpu", "gpu", "ram"), _UNKNOWN)
     methods = {"cpu": "none", "gpu": "none", "ram": "none"}
-    for hardware in getattr(tracker, "_hardware", []):
+    for hardware in found:
         kind = type(hardware).__name__
         if kind == "CPU":
-            methods["cpu"] = _CPU_MODES.get(hardware._mode, "estimated:" + str(hardware._mode))
+            mode = getattr(hardware, "_mode", None)
+            methods["cpu"] = _CPU_MODES.get(mode, _UNKNOWN) if isinstance(mode, str) else _UNKNOWN
         elif kind == "AppleSiliconChip":
             methods["cpu"] = "measured:powermetrics"
         elif kind == "GPU":
@@ -192,10 +303,9 @@ class EnergyMeter:
             measure_power_secs=self._carbon.measure_power_secs,
             tracking_mode=self._carbon.tracking_mode,
             pue=self._carbon.pue,
-            force_carbon_intensity_g_co2e_kwh=self._intensity.g_per_kwh,
-            output_methods=[],
             allow_multiple_runs=True,
             log_level=os.environ["CODECARBON_LOG_LEVEL"],
+            **_tracker_arguments(self._intensity),
         )
         self._cpu_seconds_at_start = tree_cpu_seconds()
         self._tracker.start()
@@ -207,11 +317,10 @@ class EnergyMeter:
 
     def _own_cpu_kwh(self, tracker: Any) -> float | None:
         """The stage's CPU energy from its own CPU-seconds, when codecarbon's CPU figure is a load estimate in
-        process mode; None where codecarbon's figure stands (measured sensors, machine mode)."""
-        cpu = next((h for h in getattr(tracker, "_hardware", []) if type(h).__name__ == "CPU"), None)
-        if self._carbon.tracking_mode != "process" or cpu is None or cpu._mode != "cpu_load":
+        process mode; None where codecarbon's figure stands (measured sensors, machine mode, a CPU we cannot read)."""
+        watts_per_core = _cpu_load_watts_per_core(tracker) if self._carbon.tracking_mode == "process" else None
+        if watts_per_core is None:
             return None
-        watts_per_core = float(cpu._tdp) / max(int(cpu._cpu_count), 1)
         cpu_seconds = tree_cpu_seconds() - self._cpu_seconds_at_start
         return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6
 
@@ -220,13 +329,14 @@ class EnergyMeter:
         tracker = self._tracker
         if tracker is None or tracker.flush() is None:
             raise MeasurementError(f"{self._label}: codecarbon returned no measurement while running")
-        try:
-            ram = float(tracker._total_ram_energy.kWh)
-            gpu = float(tracker._total_gpu_energy.kWh)
-            cpu = self._own_cpu_kwh(tracker)
-            return ram + gpu + (cpu if cpu is not None else float(tracker._total_cpu_energy.kWh))
-        except AttributeError:
-            raise MeasurementError(f"{self._label}: this codecarbon version hides its running totals") from None
+        ram = _running_kwh(tracker, "_total_ram_energy")
+        gpu = _running_kwh(tracker, "_total_gpu_energy")
+        cpu = self._own_cpu_kwh(tracker)
+        if cpu is None:
+            cpu = _running_kwh(tracker, "_total_cpu_energy")
+        if ram is None or gpu is None or cpu is None:
+            raise MeasurementError(f"{self._label}: this codecarbon version hides its running totals")
+        return ram + gpu + cpu
 
     def stop(self) -> EnergyReading:
         if self._tracker is None:
@@ -243,6 +353,9 @@ class EnergyMeter:
         cpu_kwh = float(data.cpu_energy)
         if own_cpu_kwh is not None:
             cpu_kwh, methods["cpu"] = own_cpu_kwh, "estimated:cpu_time_x_tdp"
+        for component, kwh in (("cpu", cpu_kwh), ("gpu", data.gpu_energy), ("ram", data.ram_energy)):
+            if methods[component] == "none" and float(kwh) > 0:
+                methods[component] = _UNKNOWN  # a figure from hardware we do not recognise: "none" would deny it
         energy_kwh = cpu_kwh + float(data.gpu_energy) + float(data.ram_energy)
         return EnergyReading(
             duration_s=float(data.duration),
