@@ -8,8 +8,13 @@ from carbon_budget.records.record import EmissionRecord, Hardware, Methods
 
 
 def record(
-    stage: str, energy_kwh: float, co2_kg: float = 1e-6, duration_s: float = 1.0, cpu: str = "estimated:cpu_load_x_tdp"
+    stage: str,
+    energy_kwh: float,
+    co2_kg: float | None = None,
+    duration_s: float = 1.0,
+    cpu: str = "estimated:cpu_load_x_tdp",
 ) -> EmissionRecord:
+    """A completed record whose figures reconcile: parts add up, CO2 is energy x 400 g/kWh unless given."""
     return EmissionRecord(
         record_id=f"id-{stage}",
         stage=stage,
@@ -21,7 +26,7 @@ def record(
         cpu_energy_kwh=energy_kwh / 2,
         gpu_energy_kwh=0.0,
         ram_energy_kwh=energy_kwh / 2,
-        co2_kg=co2_kg,
+        co2_kg=energy_kwh * 0.4 if co2_kg is None else co2_kg,
         carbon_intensity_g_per_kwh=400.0,
         intensity_source="test",
         country_iso_code="USA",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from carbon_budget.gate.evidence import budgeted_stages, judge_file
 from carbon_budget.records.dvcyaml import generated_recorded_stages, upstream_stages
-from carbon_budget.records.record import save_record
+from carbon_budget.records.record import Methods, save_record
 from tests.test_budgets import record
 
 FOREIGN_DVC = """\
@@ -88,3 +91,31 @@ def test_upstream_stages_follow_deps_to_their_producers() -> None:
     }
     assert upstream_stages(stages, "fit") == ["prepare", "features"]
     assert upstream_stages(stages, "prepare") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"energy_kwh": 0.0, "cpu_energy_kwh": 0.0, "ram_energy_kwh": 0.0, "co2_kg": 0.0}, "holds no energy at all"),
+        ({"methods": Methods(cpu="none", gpu="none", ram="none")}, "every method is `none`"),
+        ({"ram_energy_kwh": 0.002}, "do not add up to its total"),
+        ({"co2_kg": 1e-9}, "is not its energy x intensity"),
+    ],
+)
+def test_a_completed_record_whose_figures_do_not_hold_fails_closed(
+    tmp_path: Path, change: dict[str, object], reason: str
+) -> None:
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    save_record(root / "metrics/emissions/sort.json", record("sort", 0.001).model_copy(update=change))
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert not verdict.passed
+    assert any("cannot vouch for stage sort" in f and reason in f for f in verdict.failures()), verdict.failures()
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.json", "metrics/../../x.json"])
+def test_a_record_naming_files_outside_the_project_is_invalid(tmp_path: Path, path: str) -> None:
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    data = record("sort", 0.001).model_dump(mode="json")
+    (root / "metrics/emissions/sort.json").write_text(json.dumps({**data, "artifacts": [path]}))
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert any("invalid at artifacts.0" in f and "inside the project" in f for f in verdict.failures())

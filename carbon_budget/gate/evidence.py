@@ -112,6 +112,8 @@ def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence
             problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
         if record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
+        else:
+            problems.extend(f"{path}: cannot vouch for stage {stage}: {doubt}" for doubt in record.doubts())
         for reason in _stale_reasons(record, params, root, lock):
             problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
         records[stage] = record

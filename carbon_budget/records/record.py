@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from carbon_budget.errors import RecordError
 from carbon_budget.files import read_json, write_json
@@ -21,6 +29,16 @@ from carbon_budget.files import read_json, write_json
 SCHEMA_VERSION: Literal["1"] = "1"
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _inside_project(path: str) -> str:
+    if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+        raise ValueError(f"{path!r} is not a path inside the project (relative, without ..)")
+    return path
+
+
+# a file a record names for the publisher: inside the project, so a record cannot make us read or log elsewhere
+ProjectPath = Annotated[str, AfterValidator(_inside_project)]
 Method = Annotated[str, Field(pattern=r"^(measured:[a-z_]+|estimated:[a-z_]+|none)$")]
 
 
@@ -101,8 +119,8 @@ class EmissionRecord(BaseModel):
     codecarbon_version: str
     params: dict[str, Any] = {}
     outputs: dict[str, str] = {}
-    metrics_files: list[str] = []
-    artifacts: list[str] = []
+    metrics_files: list[ProjectPath] = []
+    artifacts: list[ProjectPath] = []
     extra_metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
     nodes: list[NodeEnergy] = []  # per machine, when the stage ran on several processes; the totals are their sum
@@ -131,6 +149,27 @@ class EmissionRecord(BaseModel):
             **self._node_figures(),
         }
 
+    def doubts(self) -> list[str]:
+        """Why a completed record's figures cannot vouch for its stage: no energy at all, no component measured
+        or estimated, parts that do not add up to the total, or CO2 that is not energy x intensity."""
+        found = []
+        if self.energy_kwh <= 0:
+            found.append("it holds no energy at all")
+        if (self.methods.cpu, self.methods.gpu, self.methods.ram) == ("none", "none", "none"):
+            found.append("no component of its energy was measured or estimated (every method is `none`)")
+        parts = self.cpu_energy_kwh + self.gpu_energy_kwh + self.ram_energy_kwh
+        if not _close(parts, self.energy_kwh):
+            found.append(
+                f"its parts (cpu + gpu + ram = {parts:.6g} kWh) do not add up to its total {self.energy_kwh:.6g}"
+            )
+        co2_kg = self.energy_kwh * self.carbon_intensity_g_per_kwh / 1000
+        if not _close(co2_kg, self.co2_kg):
+            found.append(
+                f"its CO2 {self.co2_kg:.6g} kg is not its energy x intensity ({co2_kg:.6g} kg at"
+                f" {self.carbon_intensity_g_per_kwh:g} g/kWh)"
+            )
+        return found
+
     def _node_figures(self) -> dict[str, float]:
         """Each machine's energy beside the total, when there was more than one."""
         if len(self.nodes) < 2:
@@ -143,6 +182,11 @@ class EmissionRecord(BaseModel):
         if forecast is None or self.energy_kwh <= 0:
             return {}
         return {"forecast_error_pct": (forecast - self.energy_kwh) / self.energy_kwh * 100}
+
+
+def _close(a: float, b: float) -> bool:
+    """Equal to the rounding of a sum of a few floats (records are written with full float precision)."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15)
 
 
 # a node's figures that add up to the stage's; duration and methods stay each node's own
