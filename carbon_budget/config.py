@@ -47,7 +47,7 @@ class CarbonParams(Section):
     @field_validator("country_iso_code")
     @classmethod
     def _known_country(cls, code: str) -> str:
-        from carbon_budget.measure import grid
+        from carbon_budget import grid
 
         known = grid.known_countries()
         if code not in known:

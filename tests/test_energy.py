@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
-from carbon_budget.measure import grid
 from carbon_budget.measure.energy import EnergyMeter, resolve_intensity, tree_cpu_seconds
 
 PROBE = """
