@@ -109,7 +109,7 @@ def _describe(root: type[BaseModel], at: tuple[str, ...], error: dict[str, Any])
     value = error.get("input")
     if error["type"] == "extra_forbidden":
         owner = _model_at(root, loc)
-        allowed = ", ".join(owner.model_fields) if owner else "see README"
+        allowed = ", ".join(owner.model_fields) if owner else "see docs/params.md"
         return f"unknown key {key} (allowed here: {allowed})"
     if error["type"] == "missing":
         return f"missing key {key}"

@@ -3,7 +3,7 @@
 The stage process keeps measuring its node (one energy meter per machine, never one per training process,
 so no machine's power is counted twice) and starts `torchrun` as its child; the training processes are
 `pipeline.ddp_worker`. Their CPU-seconds are the stage's own process tree, so process-mode attribution
-counts them once (see pipeline.energy). This module imports no torch: the launcher has no use for it.
+counts them once (see carbon_budget.measure.energy). This module imports no torch: the launcher has no use for it.
 
 With several nodes, each node's stage leaves its node's figures in `train.distributed.node_figures_dir` (a
 directory every node can write) once its measurement has stopped; node 0, the node holding global rank 0,

@@ -102,7 +102,7 @@ def main() -> None:
         write_json(layout.EXPORT_METRICS, document)
         write_json(layout.INPUT_EXAMPLE, {"input": splits.x_test[:2].tolist()})
         records = records_so_far(params)
-        so_far = check(params.budget, records, deployed["size_mb"], None, [])
+        so_far = check(params.budget, records, deployed["size_mb"], deployed["accuracy"], [])  # as the gate judges it
         write_text_atomic(
             layout.MODEL_CARD,
             modelcard.render(

@@ -119,7 +119,10 @@ def check(
             lines.append(BudgetLine("model size", "budget.model_size_mb", "MB", budget.model_size_mb, model_size_mb))
     if budget.min_accuracy is not None:
         if accuracy is None:
-            problems.append("test accuracy unknown: the evaluate stage's metrics are missing")
+            problems.append(
+                "test accuracy unknown: nothing states the deployed model's accuracy (`deploy.accuracy` in"
+                " metrics/export.json)"
+            )
         else:
             lines.append(
                 BudgetLine(
