@@ -208,8 +208,14 @@ def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
     type=click.Path(path_type=Path),
     help="Its `carbon:` section, when present, sets the country, PUE and tracking mode.",
 )
+@click.option(
+    "--shell",
+    "in_shell",
+    is_flag=True,
+    help="COMMAND is one shell command line: run it under the shell DVC uses ($SHELL, else /bin/sh).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def track(stage: str, output: Path | None, params_file: Path, command: tuple[str, ...]) -> None:
+def track(stage: str, output: Path | None, params_file: Path, in_shell: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND (any program, any language) under codecarbon and write the same emission record as this
     pipeline's own stages, so the gate and the report work for it unchanged.
 
@@ -220,6 +226,8 @@ def track(stage: str, output: Path | None, params_file: Path, command: tuple[str
     from carbon_budget.measure.track import track as run_tracked
     from carbon_budget.publish import worker
 
+    if in_shell:
+        command = (os.environ.get("SHELL") or "/bin/sh", "-c", " ".join(command))
     try:
         worker.ensure_running(tracking_uri())  # warm for the gate's --publish; before the meter's threads
         run_tracked(stage, command, output, params_file)

@@ -65,7 +65,11 @@ class Published:
 def ui_url(uri: str, experiment_id: str) -> str:
     """Where the training-runs table is; MLflow 3 opens its GenAI view unless the URL asks for this one. Printed
     in CI logs, so without the credentials a URI may hold."""
-    base = without_credentials(uri).rstrip("/") if uri.lower().startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    base = (
+        without_credentials(uri).rstrip("/")
+        if uri.lower().startswith(("http://", "https://"))
+        else "http://127.0.0.1:5000"
+    )
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 

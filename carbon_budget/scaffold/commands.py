@@ -17,8 +17,9 @@ from carbon_budget.config import PARAMS_FILE
 
 TRACK = ("carbon-budget", "track")
 GATE = ("carbon-budget", "gate")
-# Every stage runs under the shell DVC itself uses ($SHELL, else /bin/sh) when it needs one.
-SHELL = '"${SHELL:-/bin/sh}"'
+# A stage that needs a shell runs under the one DVC itself uses ($SHELL, else /bin/sh), chosen by `track --shell`:
+# `${...}` in dvc.yaml is DVC's own templating, so the command line cannot name the shell as "${SHELL:-/bin/sh}".
+SHELL_OPTION = "--shell"
 # Commands that only a shell can run: operators, assignments, builtins and keywords.
 _OPERATOR = re.compile(r"^[();<>|&]+$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -76,7 +77,7 @@ def wrap(stage: str, commands: list[str], params_file: str) -> str:
         track += f" --params {shlex.quote(params_file)}"
     if len(commands) == 1 and not _needs_shell(commands[0]):
         return f"{track} -- {commands[0]}"
-    return f"{track} -- {SHELL} -c {shlex.quote(' && '.join(commands))}"
+    return f"{track} {SHELL_OPTION} -- {shlex.quote(' && '.join(commands))}"
 
 
 def command_lines(cmd: Any) -> list[str] | None:
