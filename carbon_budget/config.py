@@ -43,6 +43,8 @@ class CarbonParams(Section):
     measure_power_secs: PositiveFloat = 5.0
     intensity_g_per_kwh: PositiveFloat | None = None
     tracking_mode: Literal["process", "machine"] = "process"
+    # RAM power per GB the stage holds (process mode): the Cloud Carbon Footprint methodology's memory coefficient
+    ram_w_per_gb: PositiveFloat = 0.392
 
     @field_validator("country_iso_code")
     @classmethod

@@ -102,6 +102,8 @@ def assert_recordable(methods: dict[str, str]) -> None:
 
 
 def started_meter(tracker: FakeTracker, tracking_mode: Literal["process", "machine"] = "process") -> EnergyMeter:
+    """A meter around a fake tracker. In process mode RAM is charged by the memory the stage holds (its own meter,
+    not started here); codecarbon's RAM figure stands in machine mode, so tests of that figure use it."""
     meter = EnergyMeter(CarbonParams(tracking_mode=tracking_mode), "unit")
     meter._tracker = tracker
     return meter
@@ -162,24 +164,24 @@ def test_cpu_attribution_applies_to_a_plausible_load_estimate_in_process_mode_on
 )
 def test_a_sample_from_totals_it_cannot_read_is_an_error_not_a_number(totals: dict[str, Any]) -> None:
     with pytest.raises(MeasurementError, match="hides its running totals"):
-        started_meter(FakeTracker(**totals)).sample_kwh()
+        started_meter(FakeTracker(**totals), "machine").sample_kwh()
 
 
 def test_a_sample_without_readable_hardware_is_codecarbons_own_figure() -> None:
     totals = {"_total_ram_energy": energy(2e-6), "_total_gpu_energy": energy(0.0), "_total_cpu_energy": energy(1e-6)}
-    assert started_meter(FakeTracker(**totals)).sample_kwh() == pytest.approx(3e-6)
+    assert started_meter(FakeTracker(**totals), "machine").sample_kwh() == pytest.approx(3e-6)
 
 
 def test_a_reading_without_readable_hardware_keeps_codecarbons_figures_and_says_unknown() -> None:
     tracker = FakeTracker(final_emissions_data=emissions_data(1e-6, 0.0, 2e-6))
-    reading = started_meter(tracker).stop()
+    reading = started_meter(tracker, "machine").stop()
     assert (reading.cpu_energy_kwh, reading.ram_energy_kwh, reading.energy_kwh) == (1e-6, 2e-6, pytest.approx(3e-6))
     assert reading.methods == {"cpu": UNKNOWN, "gpu": UNKNOWN, "ram": UNKNOWN}
 
 
 def test_energy_from_hardware_without_a_label_is_never_labelled_none() -> None:
     tracker = FakeTracker(_hardware=[Raspberry()], final_emissions_data=emissions_data(1e-6, 0.0, 2e-6))
-    assert started_meter(tracker).stop().methods == {"cpu": UNKNOWN, "gpu": "none", "ram": UNKNOWN}
+    assert started_meter(tracker, "machine").stop().methods == {"cpu": UNKNOWN, "gpu": "none", "ram": UNKNOWN}
 
 
 def test_tracker_arguments_follow_the_codecarbon_signature(monkeypatch: pytest.MonkeyPatch) -> None:

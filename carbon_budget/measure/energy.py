@@ -45,6 +45,7 @@ from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
 from carbon_budget.files import write_json
+from carbon_budget.measure.memory import MemoryMeter
 
 _CPU_MODES = {
     "intel_rapl": "measured:rapl",
@@ -87,6 +88,7 @@ class EnergyReading:
     methods: dict[str, str]
     hardware: dict[str, Any]
     codecarbon_version: str
+    ram_gb_s: float | None = None  # GB-seconds of resident memory, when RAM is charged by what the stage held
 
 
 def resolve_intensity(carbon: CarbonParams) -> Intensity:
@@ -281,13 +283,16 @@ def tree_cpu_seconds() -> float:
 class EnergyMeter:
     """Start/stop wrapper around one codecarbon OfflineEmissionsTracker (no network, no files)."""
 
-    def __init__(self, carbon: CarbonParams, label: str) -> None:
+    def __init__(self, carbon: CarbonParams, label: str, wraps_command: bool = False) -> None:
         self._carbon = carbon
         self._label = label
         self._intensity = resolve_intensity(carbon)
         self._tracker: Any = None
         self._version = ""
         self._cpu_seconds_at_start = 0.0
+        # process mode charges RAM by the memory the stage holds; machine mode keeps codecarbon's whole-machine rule
+        process_mode = carbon.tracking_mode == "process"
+        self._memory = MemoryMeter(include_self=not wraps_command) if process_mode else None
 
     def start(self) -> None:
         # codecarbon logs at INFO during init, before its log_level argument applies; only this variable works.
@@ -308,6 +313,8 @@ class EnergyMeter:
             **_tracker_arguments(self._intensity),
         )
         self._cpu_seconds_at_start = tree_cpu_seconds()
+        if self._memory is not None:
+            self._memory.start()
         self._tracker.start()
         _save_plans(self._version)
 
@@ -324,12 +331,15 @@ class EnergyMeter:
         cpu_seconds = tree_cpu_seconds() - self._cpu_seconds_at_start
         return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6
 
+    def _ram_kwh(self, gb_seconds: float) -> float:
+        return gb_seconds * self._carbon.ram_w_per_gb * self._carbon.pue / 3.6e6
+
     def sample_kwh(self) -> float:
         """Energy so far, measured now (for forecasts while the stage runs)."""
         tracker = self._tracker
         if tracker is None or tracker.flush() is None:
             raise MeasurementError(f"{self._label}: codecarbon returned no measurement while running")
-        ram = _running_kwh(tracker, "_total_ram_energy")
+        ram = self._ram_kwh(self._memory.gb_seconds()) if self._memory else _running_kwh(tracker, "_total_ram_energy")
         gpu = _running_kwh(tracker, "_total_gpu_energy")
         cpu = self._own_cpu_kwh(tracker)
         if cpu is None:
@@ -343,6 +353,7 @@ class EnergyMeter:
             raise MeasurementError(f"{self._label}: the energy tracker was never started")
         tracker, self._tracker = self._tracker, None
         own_cpu_kwh = self._own_cpu_kwh(tracker)
+        ram_gb_s = self._memory.stop() if self._memory else None
         tracker.stop()
         data = getattr(tracker, "final_emissions_data", None)
         if data is None:
@@ -353,16 +364,19 @@ class EnergyMeter:
         cpu_kwh = float(data.cpu_energy)
         if own_cpu_kwh is not None:
             cpu_kwh, methods["cpu"] = own_cpu_kwh, "estimated:cpu_time_x_tdp"
-        for component, kwh in (("cpu", cpu_kwh), ("gpu", data.gpu_energy), ("ram", data.ram_energy)):
+        ram_kwh = float(data.ram_energy)
+        if ram_gb_s is not None:
+            ram_kwh, methods["ram"] = self._ram_kwh(ram_gb_s), "estimated:rss_x_w_per_gb"
+        for component, kwh in (("cpu", cpu_kwh), ("gpu", data.gpu_energy), ("ram", ram_kwh)):
             if methods[component] == "none" and float(kwh) > 0:
                 methods[component] = _UNKNOWN  # a figure from hardware we do not recognise: "none" would deny it
-        energy_kwh = cpu_kwh + float(data.gpu_energy) + float(data.ram_energy)
+        energy_kwh = cpu_kwh + float(data.gpu_energy) + ram_kwh
         return EnergyReading(
             duration_s=float(data.duration),
             energy_kwh=energy_kwh,
             cpu_energy_kwh=cpu_kwh,
             gpu_energy_kwh=float(data.gpu_energy),
-            ram_energy_kwh=float(data.ram_energy),
+            ram_energy_kwh=ram_kwh,
             co2_kg=energy_kwh * self._intensity.g_per_kwh / 1000,
             carbon_intensity_g_per_kwh=self._intensity.g_per_kwh,
             intensity_source=self._intensity.source,
@@ -378,4 +392,5 @@ class EnergyMeter:
                 "ram_total_gb": float(data.ram_total_size or 0.0),
             },
             codecarbon_version=self._version,
+            ram_gb_s=ram_gb_s,
         )

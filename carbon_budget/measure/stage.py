@@ -26,6 +26,7 @@ from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_
 from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
 from carbon_budget.layout import record_path
 from carbon_budget.measure.energy import EnergyMeter, EnergyReading
+from carbon_budget.measure.memory import RAM_SOURCE
 from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
 
 
@@ -56,9 +57,14 @@ def build_record(
     artifacts: list[str],
     extra_metrics: dict[str, float],
     tags: dict[str, str],
+    ram_w_per_gb: float,
 ) -> EmissionRecord:
     """Assemble a record from a reading and what the stage produced."""
     figures = dataclasses.asdict(reading)
+    ram_gb_s = figures.pop("ram_gb_s")
+    if ram_gb_s is not None:  # what the RAM figure was charged for, and at what rate from which source
+        extra_metrics = {**extra_metrics, "ram_gb_s": ram_gb_s, "ram_w_per_gb": ram_w_per_gb}
+        tags = {**tags, "ram_w_per_gb_source": RAM_SOURCE}
     return EmissionRecord(
         record_id=uuid.uuid4().hex,
         stage=stage,
@@ -93,10 +99,12 @@ class StageRun:
         record_file: Path | None = None,
         carbon: CarbonParams | None = None,
         params_file: Path = Path(PARAMS_FILE),
+        wraps_command: bool = False,
     ) -> None:
         """`sections` are the params (dotted names) the stage's result depends on: the record keeps their values
         as params.yaml holds them, as DVC reads them, so the gate can tell a record measured with other params.
-        `carbon` is read from the same file when the caller has not validated it already."""
+        `carbon` is read from the same file when the caller has not validated it already. `wraps_command`: the
+        stage is a command this process runs (`carbon-budget track`), whose memory is the command's alone."""
         self.stage = stage
         raw = read_params_file(params_file, missing_ok=True)
         self._params = {name: section_value(raw, name) for name in sections}
@@ -106,7 +114,8 @@ class StageRun:
         # artifacts may be drawn later (the gate draws the PNGs): the snapshot takes those that exist then
         self._artifacts = [p.as_posix() for p in artifacts]
         self._record_file = record_file or record_path(stage)
-        self._meter = EnergyMeter(carbon, stage)
+        self._meter = EnergyMeter(carbon, stage, wraps_command)
+        self._ram_w_per_gb = carbon.ram_w_per_gb
         self._started_at = ""
         self._previous_handlers: dict[int, Any] = {}
         self.extra_metrics: dict[str, float] = {}
@@ -174,5 +183,6 @@ class StageRun:
             artifacts=self._artifacts,
             extra_metrics=self.extra_metrics,
             tags=self.tags,
+            ram_w_per_gb=self._ram_w_per_gb,
         )
         save_record(self._record_file, self.record)

@@ -25,7 +25,7 @@ def track(stage: str, command: tuple[str, ...], record_file: Path | None, params
     ForecastOverrun when its training loop stopped for its budget. SIGTERM/SIGINT are passed on to it."""
     # under `dvc repro` the record names the outputs it paid for, so the gate can tell a stale one
     outputs = running_stage_outputs(exclude=record_file or record_path(stage))
-    with StageRun(stage, outputs=outputs, record_file=record_file, params_file=params_file) as run:
+    with StageRun(stage, outputs=outputs, record_file=record_file, params_file=params_file, wraps_command=True) as run:
         run.tags["command"] = shlex.join(command)[:5000]
         meter = MeterServer(run.energy_kwh, run.intensity_g_per_kwh)
         exit_code = 0
