@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from carbon_budget.gate.evidence import budgeted_stages, judge_file
 from carbon_budget.records.dvcyaml import generated_recorded_stages, upstream_stages
 from carbon_budget.records.record import Methods, save_record
+from tests.conftest import BIN
 from tests.test_budgets import record
 
 FOREIGN_DVC = """\
@@ -119,3 +124,28 @@ def test_a_record_naming_files_outside_the_project_is_invalid(tmp_path: Path, pa
     (root / "metrics/emissions/sort.json").write_text(json.dumps({**data, "artifacts": [path]}))
     verdict, _ = judge_file(root / "params.yaml", root)
     assert any("invalid at artifacts.0" in f and "inside the project" in f for f in verdict.failures())
+
+
+@pytest.mark.integration
+def test_a_stage_killed_without_warning_leaves_its_energy_and_fails_the_gate(
+    tmp_path: Path, tool_env: dict[str, str]
+) -> None:
+    """SIGKILL (the OOM killer) gives a stage no chance to write its record: its checkpoint stands in for it."""
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    (root / "metrics/emissions/sort.json").unlink()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 30: pass\n"
+    (root / "burn.py").write_text(burn)
+    command = [str(BIN / "carbon-budget"), "track", "--stage", "sort", "--", str(BIN / "python"), "burn.py"]
+    stage = subprocess.Popen(command, cwd=root, env=tool_env, start_new_session=True)
+    record_file = root / "metrics/emissions/sort.json"
+    deadline = time.monotonic() + 60
+    while not record_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(stage.pid, signal.SIGKILL)
+    stage.wait()
+    record = json.loads(record_file.read_text())
+    assert record["status"] == "running" and record["energy_kwh"] > 0 and record["cpu_energy_kwh"] > 0
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert not verdict.passed
+    assert any("stage sort never finished" in f and "kWh spent" in f for f in verdict.failures())

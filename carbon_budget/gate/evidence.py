@@ -110,7 +110,12 @@ def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence
             continue
         if record.stage != stage:
             problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
-        if record.status != "completed":
+        if record.status == "running":
+            problems.append(
+                f"{path}: stage {stage} never finished: killed without warning (SIGKILL, out of memory) or still"
+                f" running; its last checkpoint holds {record.energy_kwh:.4g} kWh spent"
+            )
+        elif record.status != "completed":
             problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
         else:
             problems.extend(f"{path}: cannot vouch for stage {stage}: {doubt}" for doubt in record.doubts())

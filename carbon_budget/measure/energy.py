@@ -36,6 +36,7 @@ import json
 import math
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -45,7 +46,7 @@ from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
 from carbon_budget.files import write_json
-from carbon_budget.measure.memory import MemoryMeter
+from carbon_budget.measure.memory import RAM_METHOD, MemoryMeter
 
 _CPU_MODES = {
     "intel_rapl": "measured:rapl",
@@ -293,6 +294,7 @@ class EnergyMeter:
         # process mode charges RAM by the memory the stage holds; machine mode keeps codecarbon's whole-machine rule
         process_mode = carbon.tracking_mode == "process"
         self._memory = MemoryMeter(include_self=not wraps_command) if process_mode else None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         # codecarbon logs at INFO during init, before its log_level argument applies; only this variable works.
@@ -334,24 +336,65 @@ class EnergyMeter:
     def _ram_kwh(self, gb_seconds: float) -> float:
         return gb_seconds * self._carbon.ram_w_per_gb * self._carbon.pue / 3.6e6
 
+    def running_reading(self, duration_s: float) -> EnergyReading:
+        """A reading of the stage so far, for a checkpoint record: the figures `sample()` gives, and what is known
+        before codecarbon's final report (no hardware description yet)."""
+        parts = self.sample()
+        energy_kwh = sum(parts.values())
+        return EnergyReading(
+            duration_s=duration_s,
+            energy_kwh=energy_kwh,
+            cpu_energy_kwh=parts["cpu"],
+            gpu_energy_kwh=parts["gpu"],
+            ram_energy_kwh=parts["ram"],
+            co2_kg=energy_kwh * self._intensity.g_per_kwh / 1000,
+            carbon_intensity_g_per_kwh=self._intensity.g_per_kwh,
+            intensity_source=self._intensity.source,
+            country_iso_code=self._intensity.country_iso_code,
+            pue=self._carbon.pue,
+            tracking_mode=self._carbon.tracking_mode,
+            methods=self.running_methods(),
+            hardware={"cpu_model": "unknown", "cpu_count": 0, "gpu_model": "", "gpu_count": 0, "ram_total_gb": 0.0},
+            codecarbon_version=self._version,
+        )
+
+    def sample(self) -> dict[str, float]:
+        """Energy so far per component (kWh), measured now: for forecasts and checkpoints while the stage runs."""
+        with self._lock:  # the stage's thread forecasts, the checkpoint thread saves: one reader at a time
+            tracker = self._tracker
+            if tracker is None or tracker.flush() is None:
+                raise MeasurementError(f"{self._label}: codecarbon returned no measurement while running")
+            ram = (
+                self._ram_kwh(self._memory.gb_seconds()) if self._memory else _running_kwh(tracker, "_total_ram_energy")
+            )
+            gpu = _running_kwh(tracker, "_total_gpu_energy")
+            cpu = self._own_cpu_kwh(tracker)
+            if cpu is None:
+                cpu = _running_kwh(tracker, "_total_cpu_energy")
+            if ram is None or gpu is None or cpu is None:
+                raise MeasurementError(f"{self._label}: this codecarbon version hides its running totals")
+            return {"cpu": cpu, "gpu": gpu, "ram": ram}
+
     def sample_kwh(self) -> float:
         """Energy so far, measured now (for forecasts while the stage runs)."""
-        tracker = self._tracker
-        if tracker is None or tracker.flush() is None:
-            raise MeasurementError(f"{self._label}: codecarbon returned no measurement while running")
-        ram = self._ram_kwh(self._memory.gb_seconds()) if self._memory else _running_kwh(tracker, "_total_ram_energy")
-        gpu = _running_kwh(tracker, "_total_gpu_energy")
-        cpu = self._own_cpu_kwh(tracker)
-        if cpu is None:
-            cpu = _running_kwh(tracker, "_total_cpu_energy")
-        if ram is None or gpu is None or cpu is None:
-            raise MeasurementError(f"{self._label}: this codecarbon version hides its running totals")
-        return ram + gpu + cpu
+        return sum(self.sample().values())
+
+    def running_methods(self) -> dict[str, str]:
+        """How `sample()` gets each figure, for a checkpoint record."""
+        with self._lock:
+            tracker = self._tracker
+            methods = _methods(tracker) if tracker is not None else {"cpu": _UNKNOWN, "gpu": _UNKNOWN, "ram": _UNKNOWN}
+            if tracker is not None and self._own_cpu_kwh(tracker) is not None:
+                methods["cpu"] = "estimated:cpu_time_x_tdp"
+        if self._memory is not None:
+            methods["ram"] = RAM_METHOD
+        return methods
 
     def stop(self) -> EnergyReading:
         if self._tracker is None:
             raise MeasurementError(f"{self._label}: the energy tracker was never started")
-        tracker, self._tracker = self._tracker, None
+        with self._lock:
+            tracker, self._tracker = self._tracker, None
         own_cpu_kwh = self._own_cpu_kwh(tracker)
         ram_gb_s = self._memory.stop() if self._memory else None
         tracker.stop()
@@ -366,7 +409,7 @@ class EnergyMeter:
             cpu_kwh, methods["cpu"] = own_cpu_kwh, "estimated:cpu_time_x_tdp"
         ram_kwh = float(data.ram_energy)
         if ram_gb_s is not None:
-            ram_kwh, methods["ram"] = self._ram_kwh(ram_gb_s), "estimated:rss_x_w_per_gb"
+            ram_kwh, methods["ram"] = self._ram_kwh(ram_gb_s), RAM_METHOD
         for component, kwh in (("cpu", cpu_kwh), ("gpu", data.gpu_energy), ("ram", ram_kwh)):
             if methods[component] == "none" and float(kwh) > 0:
                 methods[component] = _UNKNOWN  # a figure from hardware we do not recognise: "none" would deny it

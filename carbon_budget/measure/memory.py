@@ -16,6 +16,7 @@ import time
 import psutil
 
 SAMPLE_EVERY_S = 0.5
+RAM_METHOD = "estimated:rss_x_w_per_gb"
 RAM_SOURCE = "carbon.ram_w_per_gb (default 0.392 W/GB: Cloud Carbon Footprint methodology, memory coefficient)"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import resource
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from carbon_budget.layout import record_path
 from carbon_budget.measure.energy import EnergyMeter, EnergyReading
 from carbon_budget.measure.memory import RAM_SOURCE
 from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
+
+CHECKPOINT_EVERY_S = 5.0
 
 
 def _now() -> str:
@@ -122,15 +125,45 @@ class StageRun:
         self.tags: dict[str, str] = {}
         self._stopped_by = ""
         self.record: EmissionRecord | None = None
+        self._finished = threading.Event()
+        self._checkpoints: threading.Thread | None = None
+        self._entered = 0.0
+
+    def _checkpoint(self) -> None:
+        """Leave the energy spent so far on record as `running`, every CHECKPOINT_EVERY_S: a stage killed without
+        warning (SIGKILL, the OOM killer) cannot write its record, and the gate must still see what it spent."""
+        while not self._finished.wait(CHECKPOINT_EVERY_S):
+            try:
+                reading = self._meter.running_reading(time.time() - self._entered)
+            except MeasurementError:
+                continue  # the meter is stopping: the final record follows
+            record = build_record(
+                self.stage,
+                reading,
+                self._started_at,
+                "running",
+                "never finished: killed without warning (SIGKILL, out of memory) or still running",
+                self._params,
+                {},
+                [],
+                [],
+                dict(self.extra_metrics),
+                dict(self.tags),
+                self._ram_w_per_gb,
+            )
+            if not self._finished.is_set():
+                save_record(self._record_file, record)
 
     def __enter__(self) -> StageRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         self._started_at = _now()
-        entered = time.time()
-        self.extra_metrics["startup_s"] = entered - psutil.Process().create_time()  # interpreter and imports
+        self._entered = time.time()
+        self.extra_metrics["startup_s"] = self._entered - psutil.Process().create_time()  # interpreter and imports
         self._meter.start()
-        self.extra_metrics["tracker_start_s"] = time.time() - entered
+        self.extra_metrics["tracker_start_s"] = time.time() - self._entered
+        self._checkpoints = threading.Thread(target=self._checkpoint, name="carbon-budget-checkpoint", daemon=True)
+        self._checkpoints.start()
         return self
 
     @property
@@ -156,6 +189,9 @@ class StageRun:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         stopping = time.time()
+        self._finished.set()
+        if self._checkpoints is not None:
+            self._checkpoints.join()
         try:
             reading = self._meter.stop()
             self.extra_metrics["tracker_stop_s"] = time.time() - stopping

@@ -248,7 +248,7 @@ def _fill_stage(client: Any, run_id: str, record: EmissionRecord, entry: dict[st
     )
     for artifact in entry["artifacts"]:
         client.log_artifact(run_id, str(folder / artifact))
-    status = "FINISHED" if record.status == "completed" else "FAILED"
+    status = {"completed": "FINISHED", "running": "KILLED"}.get(record.status, "FAILED")
     client.set_terminated(run_id, status=status, end_time=_ms(record.ended_at))
 
 

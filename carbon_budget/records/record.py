@@ -99,7 +99,8 @@ class EmissionRecord(BaseModel):
     schema_version: Literal["1"] = SCHEMA_VERSION
     record_id: str
     stage: str
-    status: Literal["completed", "failed", "aborted"]
+    # `running`: a checkpoint, written every few seconds while the stage runs; left behind, the stage was killed
+    status: Literal["completed", "failed", "aborted", "running"]
     error: str | None = None
     started_at: str
     ended_at: str
