@@ -15,15 +15,25 @@ from carbon_budget.gate.budgets import Verdict
 from carbon_budget.records.record import EmissionRecord
 
 
+def task_of(image_shape: tuple[int, ...] | None) -> str:
+    """The Hub's task type follows the data: images (digits are 8x8) or a table of features (a CSV or npz)."""
+    return "image-classification" if image_shape else "tabular-classification"
+
+
 def render(
     records: dict[str, EmissionRecord],
     artifacts: dict[str, dict[str, Any]],
     deploy: str,
-    test_accuracy: float | None,
     verdict: Verdict,
+    *,
     budget_note: str,
+    task: str,
+    dataset: dict[str, str],
     model_name: str = "teacher",
 ) -> str:
+    """The card of the deployed artifact: its own test accuracy (what the gate judges), the cost of every stage
+    before export, and the verdict at export time. `dataset` is the Hub's `{name, type}` of the data trained on."""
+    test_accuracy = artifacts[deploy].get("accuracy")
     training = [r for r in records.values()]
     grams = sum(r.co2_kg for r in training) * 1000
     first = training[0] if training else None
@@ -47,7 +57,8 @@ def render(
                 "name": "carbon-budget-model",
                 "results": [
                     {
-                        "task": {"type": "image-classification"},
+                        "task": {"type": task},
+                        "dataset": {**dataset, "split": "test"},
                         "metrics": [{"type": "accuracy", "value": round(test_accuracy, 4), "name": "test accuracy"}],
                     }
                 ],
@@ -68,7 +79,7 @@ def render(
             " the cost below includes both."
         )
     if test_accuracy is not None:
-        lines.append(f"Test accuracy of the trained model: **{test_accuracy:.2%}**.")
+        lines.append(f"Test accuracy of the deployed artifact: **{test_accuracy:.2%}**.")
     lines += [
         "",
         "## Carbon cost",

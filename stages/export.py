@@ -109,10 +109,11 @@ def main() -> None:
                 records,
                 checks,
                 params.export.deploy,
-                reference_accuracy,
                 so_far,
-                "The gate stage decides with every record (metrics/gate.json).",
-                model_name,
+                budget_note="The gate stage decides with every record (metrics/gate.json).",
+                task=modelcard.task_of(splits.image_shape),
+                dataset={"name": params.data.path or params.data.source, "type": params.data.source},
+                model_name=model_name,
             ),
         )
         run.tags.update(

@@ -1,0 +1,48 @@
+"""The model card follows Hugging Face's model-card metadata, parsed by the real huggingface_hub (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from carbon_budget.config import BudgetParams
+from carbon_budget.gate.budgets import check
+from pipeline.modelcard import render, task_of
+from tests.test_budgets import record
+
+ARTIFACTS = {
+    "onnx_int8": {
+        "path": "models/export/model.int8.onnx",
+        "size_mb": 0.02,
+        "accuracy": 0.9611,
+        "accuracy_drop": 0.0,
+        "latency_ms_per_batch": 0.1,
+    }
+}
+
+
+def card(tmp_path: Path, task: str, dataset: dict[str, str], budget: BudgetParams) -> tuple[ModelCard, str]:
+    records = {"train": record("train", 2e-5), "evaluate": record("evaluate", 1e-5)}
+    verdict = check(budget, records, 0.02, ARTIFACTS["onnx_int8"]["accuracy"], [])
+    text = render(records, ARTIFACTS, "onnx_int8", verdict, budget_note="", task=task, dataset=dataset)
+    (tmp_path / "README.md").write_text(text)
+    return ModelCard.load(tmp_path / "README.md"), text
+
+
+def test_the_hub_library_parses_the_card_with_its_dataset_and_the_deployed_accuracy(tmp_path: Path) -> None:
+    budget = BudgetParams(energy_kwh=1.0, co2_kg=1.0, model_size_mb=1.0, min_accuracy=0.95)
+    parsed, text = card(tmp_path, task_of((8, 8)), {"name": "digits", "type": "digits"}, budget)
+    result = parsed.data.eval_results[0]
+    assert (result.task_type, result.dataset_type, result.dataset_name) == ("image-classification", "digits", "digits")
+    assert result.metric_value == pytest.approx(0.9611)  # the deployed artifact's own, as the gate judges it
+    assert parsed.data.co2_eq_emissions["emissions"] == pytest.approx((2e-5 + 1e-5) * 0.4 * 1000)
+    assert "At export time: within budget so far" in text
+
+
+def test_the_task_follows_the_data_and_an_over_budget_card_says_why(tmp_path: Path) -> None:
+    budget = BudgetParams(energy_kwh=1.0, co2_kg=1.0, min_accuracy=0.99)
+    parsed, text = card(tmp_path, task_of(None), {"name": "data/features.csv", "type": "csv"}, budget)
+    assert parsed.data.eval_results[0].task_type == "tabular-classification"
+    assert "At export time: over budget: test accuracy" in text
