@@ -12,8 +12,9 @@ from pathlib import Path
 
 RECORDS_DIR = Path("metrics/emissions")
 GATE_METRICS = Path("metrics/gate.json")
-# What a project ships, as its export step states it: `deploy.path`, `deploy.accuracy` (the artifact's own test
-# accuracy), `deploy.parameters`, and `model`; read by the gate for `budget.model_size_mb` and `min_accuracy`.
+# What a project ships, as its export step states it: `deploy.path`, `deploy.md5`, `deploy.accuracy` (the
+# artifact's own test accuracy), `deploy.parameters`, and `model`; read by the gate for `budget.model_size_mb` and
+# `min_accuracy`, and checked against the file (md5) so a swapped artifact cannot pass.
 DEPLOY_METRICS = Path("metrics/export.json")
 ENERGY_PER_STAGE = Path("plots/energy_per_stage.csv")
 EFFICIENCY = Path("plots/efficiency.csv")

@@ -13,7 +13,7 @@ from carbon_budget.errors import RecordError
 from carbon_budget.files import write_json, write_text_atomic
 from carbon_budget.layout import record_path
 from carbon_budget.measure.stage import StageRun
-from carbon_budget.records.record import EmissionRecord, load_record
+from carbon_budget.records.record import EmissionRecord, file_md5, load_record
 from pipeline import layout
 from pipeline.config import Params, load_params
 
@@ -37,7 +37,7 @@ def main() -> None:
     model_name = params.deployed_model()
     with StageRun(
         "export",
-        ("export", "carbon"),
+        ("export", "distill", "carbon"),
         carbon=params.carbon,
         outputs=[layout.EXPORT_DIR, layout.EXPORT_METRICS],
         metrics_files=[layout.EXPORT_METRICS],
@@ -80,7 +80,7 @@ def main() -> None:
         document: dict[str, Any] = {
             "model": model_name,
             "trained_by": "train" if model_name == "teacher" else layout.distill_stage(model_name),
-            "deploy": {**deployed, "parameters": parameters},
+            "deploy": {**deployed, "parameters": parameters, "md5": file_md5(deployed_path)},
             "artifacts": checks,
             "model_size_mb": deployed["size_mb"],
             "parameters": parameters,

@@ -13,7 +13,7 @@ import pytest
 
 from carbon_budget.gate.evidence import budgeted_stages, judge_file
 from carbon_budget.records.dvcyaml import generated_recorded_stages, upstream_stages
-from carbon_budget.records.record import Methods, save_record
+from carbon_budget.records.record import Methods, file_md5, save_record
 from tests.conftest import BIN
 from tests.test_budgets import record
 
@@ -149,3 +149,15 @@ def test_a_stage_killed_without_warning_leaves_its_energy_and_fails_the_gate(
     verdict, _ = judge_file(root / "params.yaml", root)
     assert not verdict.passed
     assert any("stage sort never finished" in f and "kWh spent" in f for f in verdict.failures())
+
+
+def test_a_deployed_artifact_that_is_not_the_one_export_recorded_fails(tmp_path: Path) -> None:
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n  model_size_mb: 1\n")
+    (root / "model.onnx").write_bytes(b"the student")
+    deploy = {"deploy": {"path": "model.onnx", "md5": file_md5(root / "model.onnx"), "accuracy": 0.9}}
+    (root / "metrics" / "export.json").write_text(json.dumps(deploy))
+    assert judge_file(root / "params.yaml", root)[0].passed
+    (root / "model.onnx").write_bytes(b"the teacher, copied over it")
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert not verdict.passed
+    assert any(f.startswith("model.onnx: not the artifact metrics/export.json") for f in verdict.failures())

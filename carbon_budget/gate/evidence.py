@@ -132,6 +132,12 @@ def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence
         if artifact.is_file():
             size_mb = artifact.stat().st_size / 1e6
             parameters = deployed.get("parameters")
+            drift = file_drift(artifact, deployed["md5"]) if isinstance(deployed.get("md5"), str) else None
+            if drift is not None:
+                problems.append(
+                    f"{deploy_path}: not the artifact {layout.DEPLOY_METRICS} states was deployed (it {drift} since;"
+                    " rerun `dvc repro`)"
+                )
         elif model_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
     if isinstance(deployed, dict):
