@@ -147,3 +147,19 @@ def test_a_student_is_distilled_measured_deployed_and_gated(project: Path, tool_
     failed = run(["dvc", "repro"], project, tool_env, check=False)
     assert failed.returncode != 0 and "model size" in failed.stderr and "budget.model_size_mb" in failed.stderr
     assert "Running stage 'distill@small'" not in failed.stdout
+
+    # the case: a student that misses the accuracy budget fails; removed from params, the student's
+    # artifact must not stay deployed and pass as the teacher (export reruns: `distill` is among its params)
+    edit_params(
+        project,
+        distill={"students": {"weak": {"hidden_sizes": [2], "epochs": 1, "lr": 0.0001}}},  # near chance
+        export={"formats": ["onnx"], "deploy": "onnx", "model": None},
+        budget={"model_size_mb": 1.0, "min_accuracy": 0.5},
+    )
+    weak = run(["dvc", "repro"], project, tool_env, check=False)
+    assert weak.returncode != 0 and "budget.min_accuracy" in weak.stderr
+    edit_params(project, distill={"students": {}})
+    teacher = run(["dvc", "repro"], project, tool_env)
+    assert "Running stage 'export'" in teacher.stdout and "gate: PASSED" in teacher.stdout
+    shipped = json.loads((project / "metrics/export.json").read_text())
+    assert shipped["model"] == "teacher" and shipped["deploy"]["accuracy"] >= 0.5
