@@ -215,7 +215,7 @@ ROWS = [
         Case(
             record_field(status="done"),
             GATE,
-            ("train.json: emission record is invalid at status", "'completed', 'failed' or 'aborted'"),
+            ("train.json: emission record is invalid at status", "'completed', 'failed', 'aborted' or 'running'"),
             bad_file=TRAIN_RECORD,
         ),
         id="record-schema-invalid",
