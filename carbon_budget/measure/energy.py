@@ -340,7 +340,19 @@ class EnergyMeter:
         """A reading of the stage so far, for a checkpoint record: the figures `sample()` gives, and what is known
         before codecarbon's final report (no hardware description yet)."""
         parts = self.sample()
-        energy_kwh = sum(parts.values())
+        unknown = {"cpu_model": "unknown", "cpu_count": 0, "gpu_model": "", "gpu_count": 0, "ram_total_gb": 0.0}
+        return self._reading(duration_s, parts, self.running_methods(), unknown)
+
+    def _reading(
+        self,
+        duration_s: float,
+        parts: dict[str, float],
+        methods: dict[str, str],
+        hardware: dict[str, Any],
+        ram_gb_s: float | None = None,
+    ) -> EnergyReading:
+        """A reading from its parts (kWh by component): the total, CO2 and how they were charged follow."""
+        energy_kwh = parts["cpu"] + parts["gpu"] + parts["ram"]
         return EnergyReading(
             duration_s=duration_s,
             energy_kwh=energy_kwh,
@@ -353,9 +365,10 @@ class EnergyMeter:
             country_iso_code=self._intensity.country_iso_code,
             pue=self._carbon.pue,
             tracking_mode=self._carbon.tracking_mode,
-            methods=self.running_methods(),
-            hardware={"cpu_model": "unknown", "cpu_count": 0, "gpu_model": "", "gpu_count": 0, "ram_total_gb": 0.0},
+            methods=methods,
+            hardware=hardware,
             codecarbon_version=self._version,
+            ram_gb_s=ram_gb_s,
         )
 
     def sample(self) -> dict[str, float]:
@@ -413,27 +426,12 @@ class EnergyMeter:
         for component, kwh in (("cpu", cpu_kwh), ("gpu", data.gpu_energy), ("ram", ram_kwh)):
             if methods[component] == "none" and float(kwh) > 0:
                 methods[component] = _UNKNOWN  # a figure from hardware we do not recognise: "none" would deny it
-        energy_kwh = cpu_kwh + float(data.gpu_energy) + ram_kwh
-        return EnergyReading(
-            duration_s=float(data.duration),
-            energy_kwh=energy_kwh,
-            cpu_energy_kwh=cpu_kwh,
-            gpu_energy_kwh=float(data.gpu_energy),
-            ram_energy_kwh=ram_kwh,
-            co2_kg=energy_kwh * self._intensity.g_per_kwh / 1000,
-            carbon_intensity_g_per_kwh=self._intensity.g_per_kwh,
-            intensity_source=self._intensity.source,
-            country_iso_code=self._intensity.country_iso_code,
-            pue=self._carbon.pue,
-            tracking_mode=self._carbon.tracking_mode,
-            methods=methods,
-            hardware={
-                "cpu_model": str(data.cpu_model or "unknown"),
-                "cpu_count": int(data.cpu_count or 0),
-                "gpu_model": str(data.gpu_model or ""),
-                "gpu_count": int(data.gpu_count or 0),
-                "ram_total_gb": float(data.ram_total_size or 0.0),
-            },
-            codecarbon_version=self._version,
-            ram_gb_s=ram_gb_s,
-        )
+        hardware = {
+            "cpu_model": str(data.cpu_model or "unknown"),
+            "cpu_count": int(data.cpu_count or 0),
+            "gpu_model": str(data.gpu_model or ""),
+            "gpu_count": int(data.gpu_count or 0),
+            "ram_total_gb": float(data.ram_total_size or 0.0),
+        }
+        parts = {"cpu": cpu_kwh, "gpu": float(data.gpu_energy), "ram": ram_kwh}
+        return self._reading(float(data.duration), parts, methods, hardware, ram_gb_s)
