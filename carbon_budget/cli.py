@@ -216,8 +216,9 @@ def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def track(stage: str, output: Path | None, params_file: Path, in_shell: bool, command: tuple[str, ...]) -> None:
-    """Run COMMAND (any program, any language) under codecarbon and write the same emission record as this
-    pipeline's own stages, so the gate and the report work for it unchanged.
+    """Run COMMAND (any program, any language) under codecarbon and write the same emission record as a stage
+    measured in Python, so the gate and the report work for it unchanged. A training loop inside it that uses
+    `TrainingBudget` or a callback reads this meter: one record, energy counted once.
 
     The command's exit code is passed through; SIGTERM/SIGINT are forwarded to it. Use `--` before the command.
     """
