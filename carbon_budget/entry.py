@@ -14,18 +14,17 @@ from collections.abc import Callable
 from carbon_budget.errors import CarbonBudgetError
 
 
-def stage_main(main: Callable[[], None], publish: bool = True) -> None:
+def stage_main(main: Callable[[], None]) -> None:
     """Run a stage's main(): a user-caused error becomes one message on stderr and exit code 1, not a traceback.
 
     The process then ends with os._exit: every file the stage writes is already closed and renamed into
     place, and the interpreter's teardown after importing torch costs ~0.45 s here (a fifth of a stage) while
     doing nothing a stage needs.
     """
-    if publish:
-        from carbon_budget.layout import tracking_uri
-        from carbon_budget.publish import worker
+    from carbon_budget.layout import tracking_uri
+    from carbon_budget.publish import worker
 
-        worker.ensure_running(tracking_uri())
+    worker.ensure_running(tracking_uri())  # warm for the gate stage's publishing, off this stage's process tree
     code = 0
     try:
         main()
