@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch would pull a CUDA build of several GB onto a CPU machine
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	# the distribution was called carbon-budget-pipeline and installed a top-level `pipeline`: gone from old venvs too
+	# (before installing: both own the `carbon-budget` script)
+	$(BIN)/python -m pip uninstall --quiet --yes carbon-budget-pipeline 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[pipeline,lightning,transformers,dev]'
 	touch $@
 
@@ -30,8 +33,8 @@ test-fast: setup
 	python -m pytest -n 2 -m "not integration and not serial"
 
 bench: setup
-	python benchmarks/pipeline_overhead.py
-	python benchmarks/budget_callbacks.py
+	python -m benchmarks.pipeline_overhead
+	python -m benchmarks.budget_callbacks
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -1,7 +1,7 @@
 """How well the training callbacks forecast, and what an abort saves: each framework's tiny model trains under
 `carbon-budget`'s budget-aware training (plain PyTorch `TrainingBudget`, Lightning and transformers callbacks).
 
-    python benchmarks/budget_callbacks.py [--epochs N] [--frameworks plain lightning transformers]
+    python -m benchmarks.budget_callbacks [--epochs N] [--frameworks plain lightning transformers]
 
 For each framework: one run under a generous budget (at least 30 s of training by default) gives the actual
 energy and the first forecast after warm-up (its error, target within 10 %); one run whose budget is a fifth of

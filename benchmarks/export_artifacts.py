@@ -1,6 +1,6 @@
 """Each deployable artifact of the default model against eager PyTorch, side by side in one run.
 
-    python benchmarks/export_artifacts.py [--epochs 20]
+    python -m benchmarks.export_artifacts [--epochs 20]
 
 Trains the default model, writes every format, and prints each artifact's size against the fp32 state
 dict, its accuracy drop on the test split, and its latency per batch against eager PyTorch.

@@ -1,6 +1,6 @@
 """Where every second of a cold `dvc repro` goes, against a plain script doing the same work.
 
-    python benchmarks/pipeline_overhead.py [--pairs 3] [--epochs 20]
+    python -m benchmarks.pipeline_overhead [--pairs 3] [--epochs 20]
 
 Alternates a cold `dvc repro` in a fresh clone with `benchmarks/plain_digits.py` (`--pairs` times, so the
 machine's noise hits both alike) and prints the median ratio; then, from the last clone's records, each

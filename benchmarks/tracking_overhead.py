@@ -1,6 +1,6 @@
 """What measuring costs training: the same training with and without an energy meter, interleaved.
 
-    python benchmarks/tracking_overhead.py [--repeats 5] [--epochs 150]
+    python -m benchmarks.tracking_overhead [--repeats 5] [--epochs 150]
 
 Each repetition trains the default model twice in this process, once bare and once inside an EnergyMeter
 that is read the way the train stage reads it for its forecast (order alternates, so drift hits both). Prints

@@ -11,24 +11,24 @@ from tests.conftest import ROOT, run
 
 @pytest.mark.integration
 def test_pipeline_overhead_benchmark_prints_a_ratio(tool_env: dict[str, str]) -> None:
-    out = run([sys.executable, "benchmarks/pipeline_overhead.py", "--pairs", "1", "--epochs", "2"], ROOT, tool_env)
+    out = run([sys.executable, "-m", "benchmarks.pipeline_overhead", "--pairs", "1", "--epochs", "2"], ROOT, tool_env)
     assert "cold dvc repro / plain script: median" in out.stdout
     assert "largest stage:" in out.stdout and "background worker" in out.stdout and "energy: pipeline" in out.stdout
 
 
 def test_tracking_overhead_benchmark_prints_a_ratio(tool_env: dict[str, str]) -> None:
-    out = run([sys.executable, "benchmarks/tracking_overhead.py", "--repeats", "1", "--epochs", "2"], ROOT, tool_env)
+    out = run([sys.executable, "-m", "benchmarks.tracking_overhead", "--repeats", "1", "--epochs", "2"], ROOT, tool_env)
     assert "tracked / untracked wall time: median" in out.stdout
 
 
 def test_export_benchmark_prints_ratios(tool_env: dict[str, str]) -> None:
-    out = run([sys.executable, "benchmarks/export_artifacts.py", "--epochs", "2"], ROOT, tool_env)
+    out = run([sys.executable, "-m", "benchmarks.export_artifacts", "--epochs", "2"], ROOT, tool_env)
     assert "smaller than fp32 ONNX" in out.stdout
 
 
 @pytest.mark.integration
 def test_callback_benchmark_prints_forecast_error_and_savings(tool_env: dict[str, str]) -> None:
     out = run(
-        [sys.executable, "benchmarks/budget_callbacks.py", "--epochs", "40", "--frameworks", "plain"], ROOT, tool_env
+        [sys.executable, "-m", "benchmarks.budget_callbacks", "--epochs", "40", "--frameworks", "plain"], ROOT, tool_env
     )
     assert "first forecast (after epoch" in out.stdout and "the abort saved" in out.stdout

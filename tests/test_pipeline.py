@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import edit_params, run
 
@@ -108,3 +109,36 @@ def test_failing_stage_still_writes_its_record(project: Path, tool_env: dict[str
     assert "cannot read data.path" in failed.stderr and "Traceback" not in failed.stderr
     record = json.loads((project / "metrics/emissions/preprocess.json").read_text())
     assert record["status"] == "failed" and record["energy_kwh"] >= 0
+
+
+def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dict[str, str]) -> None:
+    """The records' sum, metrics/gate.json, the MLflow parent run, the report and the model card's grams agree,
+    each to the rounding it shows."""
+    run(["dvc", "repro"], project, {**tool_env, "CARBON_BUDGET_WORKER": "off"})  # published before it returns
+    gate = json.loads((project / "metrics/gate.json").read_text())
+    records = {s: json.loads((project / f"metrics/emissions/{s}.json").read_text()) for s in gate["stages"]}
+    assert set(records) == set(PRODUCING)  # every stage that made the model; the gate's own record is apart
+    for name, record in records.items():
+        parts = record["cpu_energy_kwh"] + record["gpu_energy_kwh"] + record["ram_energy_kwh"]
+        assert parts == pytest.approx(record["energy_kwh"], rel=1e-9), name
+        assert record["co2_kg"] == pytest.approx(record["energy_kwh"] * record["carbon_intensity_g_per_kwh"] / 1000)
+        assert gate["stages"][name]["energy_kwh"] == record["energy_kwh"]
+    total = sum(r["energy_kwh"] for r in records.values())
+    assert gate["energy_kwh"] == pytest.approx(total, rel=1e-12)
+    assert gate["co2_kg"] == pytest.approx(sum(r["co2_kg"] for r in records.values()), rel=1e-12)
+
+    with sqlite3.connect(project / "mlflow.db") as con:
+        parent = con.execute(
+            "select m.value from metrics m where m.key = 'energy_kwh' and not exists (select 1 from tags t"
+            " where t.run_uuid = m.run_uuid and t.key = 'mlflow.parentRunId')"
+        ).fetchall()
+    assert len(parent) == 1 and parent[0][0] == pytest.approx(total, rel=1e-12)
+
+    report = json.loads(run(["carbon-budget", "report", "--format", "json"], project, tool_env).stdout)
+    assert report["totals"]["energy_kwh"]["current"] == pytest.approx(total, rel=1e-12)
+
+    card = (project / "models/export/README.md").read_text()
+    grams = yaml.safe_load(card.split("---\n")[1])["co2_eq_emissions"]["emissions"]
+    before_export = ("preprocess", "train", "evaluate")
+    assert grams == round(sum(records[s]["co2_kg"] for s in before_export) * 1000, 6)
+    assert "At export time: within budget so far" in card  # the gate passed too
