@@ -161,3 +161,32 @@ def test_a_deployed_artifact_that_is_not_the_one_export_recorded_fails(tmp_path:
     verdict, _ = judge_file(root / "params.yaml", root)
     assert not verdict.passed
     assert any(f.startswith("model.onnx: not the artifact metrics/export.json") for f in verdict.failures())
+
+
+def test_a_record_from_another_run_is_not_the_one_dvc_lock_vouches_for(tmp_path: Path) -> None:
+    """Same stage, same params, plausible figures: only dvc.lock's md5 tells the copied record apart."""
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    record_file = root / "metrics/emissions/sort.json"
+    (root / "out.txt").write_text("sorted")
+    save_record(
+        record_file, record("sort", 0.001).model_copy(update={"outputs": {"out.txt": file_md5(root / "out.txt")}})
+    )
+    lock = (
+        "schema: '2.0'\nstages:\n  sort:\n    cmd: sort in.txt -o out.txt\n    outs:\n"
+        f"    - path: out.txt\n      md5: {file_md5(root / 'out.txt')}\n"
+        f"    - path: metrics/emissions/sort.json\n      md5: {file_md5(record_file)}\n"
+    )
+    (root / "dvc.lock").write_text(lock)
+    assert judge_file(root / "params.yaml", root)[0].passed
+    save_record(
+        record_file, record("sort", 0.0005).model_copy(update={"outputs": {"out.txt": file_md5(root / "out.txt")}})
+    )
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert any("not the record dvc.lock has for the last run of sort" in f for f in verdict.failures())
+    (root / "out.txt").write_text("sorted again")  # a record whose output is not the one dvc.lock recorded
+    save_record(
+        record_file, record("sort", 0.001).model_copy(update={"outputs": {"out.txt": file_md5(root / "out.txt")}})
+    )
+    (root / "dvc.lock").write_text(lock.replace(lock.split("md5: ")[-1].strip(), file_md5(record_file)))
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert any("its output out.txt is not the one dvc.lock recorded" in f for f in verdict.failures())

@@ -63,7 +63,10 @@ def budgeted_stages(dvc_yaml: Path, params: dict[str, Any]) -> list[str]:
 
 
 def _stale_reasons(record: EmissionRecord, params: dict[str, Any], root: Path, lock: Lock | None) -> list[str]:
-    reasons = lock.changed_inputs(record.stage, root) if lock else []
+    reasons = []
+    if lock is not None:
+        reasons += lock.changed_inputs(record.stage, root)
+        reasons += lock.disowned_outputs(record.stage, root, layout.record_path(record.stage), record.outputs)
     for section, used in record.params.items():
         if section_value(params, section) != used:
             reasons.append(f"it was measured with other params.yaml `{section}` values")

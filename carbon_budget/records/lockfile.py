@@ -48,6 +48,25 @@ class Lock:
                 reasons.append(f"its input {path} {drift}" + (" since it ran" if drift == "has changed" else ""))
         return reasons
 
+    def disowned_outputs(self, stage: str, root: Path, record_file: Path, outputs: dict[str, str]) -> list[str]:
+        """Why the record is not the one DVC recorded for `stage`'s last run: the record file, or a file it says it
+        paid for, has another md5 than dvc.lock's (a record copied from another run or commit, say). Files only: a
+        directory's hash is DVC's own listing format."""
+        entry = self.stages.get(stage)
+        locked = {
+            out["path"]: out["md5"]
+            for out in (entry.get("outs") or [] if isinstance(entry, dict) else [])
+            if isinstance(out, dict) and isinstance(out.get("path"), str) and isinstance(out.get("md5"), str)
+        }
+        reasons = []
+        record_md5 = locked.get(record_file.as_posix())
+        if record_md5 is not None and not record_md5.endswith(".dir") and file_drift(root / record_file, record_md5):
+            reasons.append(f"it is not the record {LOCK_FILE} has for the last run of {stage} (its md5 differs)")
+        for path, md5 in outputs.items():
+            if path in locked and not locked[path].endswith(".dir") and locked[path] != md5:
+                reasons.append(f"its output {path} is not the one {LOCK_FILE} recorded for that run (md5 differs)")
+        return reasons
+
 
 def load_lock(root: Path) -> Lock:
     """Read dvc.lock; missing or unreadable is a RecordError: without it nothing ties outputs to today's code."""
