@@ -39,9 +39,9 @@ class Evidence:
     payback: dict[str, Any] | None = None
 
 
-def gate_stage(dvc_yaml: Path) -> tuple[str, dict[str, Any]]:
-    """The gate stage and its name: `carbon_gate` when `carbon-budget init` added one, else this pipeline's."""
-    stages = read_stages(dvc_yaml)
+def gate_stage(dvc_yaml: Path, stages: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The gate stage and its name among dvc.yaml's `stages`: `carbon_gate` when `carbon-budget init` added one,
+    else a stage named `gate`."""
     for name in GATE_STAGES:
         if isinstance(stages.get(name), dict):
             return name, stages[name]
@@ -52,13 +52,14 @@ def gate_stage(dvc_yaml: Path) -> tuple[str, dict[str, Any]]:
 def budgeted_stages(dvc_yaml: Path, params: dict[str, Any]) -> list[str]:
     """Stages whose records the gate accounts for, in dvc.yaml order: those the gate stage depends on, then those
     `foreach` makes from `params` that write a record (a distilled student per entry, say)."""
-    name, gate = gate_stage(dvc_yaml)
+    stages = read_stages(dvc_yaml)
+    name, gate = gate_stage(dvc_yaml, stages)
     prefix = layout.RECORDS_DIR.as_posix() + "/"
     deps = [entry_path(d) for d in gate.get("deps") or []]
     names = [d[len(prefix) : -len(".json")] for d in deps if d.startswith(prefix) and d.endswith(".json")]
     if not names:
         raise CarbonBudgetError(f"the gate stage in {dvc_yaml} depends on no emission record under {prefix}")
-    generated = generated_recorded_stages(read_stages(dvc_yaml), params)
+    generated = generated_recorded_stages(stages, params)
     return [*names, *(stage for stage in generated if stage not in names and stage != name)]
 
 

@@ -90,6 +90,7 @@ class EnergyReading:
     hardware: dict[str, Any]
     codecarbon_version: str
     ram_gb_s: float | None = None  # GB-seconds of resident memory, when RAM is charged by what the stage held
+    ram_w_per_gb: float | None = None  # the rate those GB-seconds were charged at
 
 
 def resolve_intensity(carbon: CarbonParams) -> Intensity:
@@ -369,6 +370,7 @@ class EnergyMeter:
             hardware=hardware,
             codecarbon_version=self._version,
             ram_gb_s=ram_gb_s,
+            ram_w_per_gb=self._carbon.ram_w_per_gb if ram_gb_s is not None else None,
         )
 
     def sample(self) -> dict[str, float]:

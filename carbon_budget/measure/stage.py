@@ -60,11 +60,10 @@ def build_record(
     artifacts: list[str],
     extra_metrics: dict[str, float],
     tags: dict[str, str],
-    ram_w_per_gb: float,
 ) -> EmissionRecord:
     """Assemble a record from a reading and what the stage produced."""
     figures = dataclasses.asdict(reading)
-    ram_gb_s = figures.pop("ram_gb_s")
+    ram_gb_s, ram_w_per_gb = figures.pop("ram_gb_s"), figures.pop("ram_w_per_gb")
     if ram_gb_s is not None:  # what the RAM figure was charged for, and at what rate from which source
         extra_metrics = {**extra_metrics, "ram_gb_s": ram_gb_s, "ram_w_per_gb": ram_w_per_gb}
         tags = {**tags, "ram_w_per_gb_source": RAM_SOURCE}
@@ -118,7 +117,6 @@ class StageRun:
         self._artifacts = [p.as_posix() for p in artifacts]
         self._record_file = record_file or record_path(stage)
         self._meter = EnergyMeter(carbon, stage, wraps_command)
-        self._ram_w_per_gb = carbon.ram_w_per_gb
         self._started_at = ""
         self._previous_handlers: dict[int, Any] = {}
         self.extra_metrics: dict[str, float] = {}
@@ -138,18 +136,17 @@ class StageRun:
             except MeasurementError:
                 continue  # the meter is stopping: the final record follows
             record = build_record(
-                self.stage,
-                reading,
-                self._started_at,
-                "running",
-                "never finished: killed without warning (SIGKILL, out of memory) or still running",
-                self._params,
-                {},
-                [],
-                [],
-                dict(self.extra_metrics),
-                dict(self.tags),
-                self._ram_w_per_gb,
+                stage=self.stage,
+                reading=reading,
+                started_at=self._started_at,
+                status="running",
+                error="never finished: killed without warning (SIGKILL, out of memory) or still running",
+                params=self._params,
+                outputs={},
+                metrics_files=[],
+                artifacts=[],
+                extra_metrics=dict(self.extra_metrics),
+                tags=dict(self.tags),
             )
             if not self._finished.is_set():
                 save_record(self._record_file, record)
@@ -219,6 +216,5 @@ class StageRun:
             artifacts=self._artifacts,
             extra_metrics=self.extra_metrics,
             tags=self.tags,
-            ram_w_per_gb=self._ram_w_per_gb,
         )
         save_record(self._record_file, self.record)
