@@ -117,6 +117,11 @@ def test_budget_added_to_a_foreign_dvc_project_and_enforced(tmp_path: Path, tool
     stale = run(["carbon-budget", "gate"], repo, env, check=False)
     assert stale.returncode == 1 and "stale record" in stale.stderr and "data/count.json" in stale.stderr
     (repo / "data/count.json").write_bytes(counted)
+    # The records of an init project keep no params: dvc.lock's are compared with today's.
+    (repo / "params.yaml").write_text(params_text.replace("top: 3", "top: 5"))
+    moved = run(["carbon-budget", "gate"], repo, env, check=False)
+    assert moved.returncode == 1 and "count.json: stale record, params.yaml `count.top` differs" in moved.stderr
+    (repo / "params.yaml").write_text(params_text)
 
     (repo / "params.yaml").write_text(params_text.replace("energy_kwh: 1.0 ", "energy_kwh: 1e-12"))
     failed = run(["dvc", "repro"], repo, env, check=False)

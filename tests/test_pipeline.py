@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from carbon_budget.records.lockfile import directory_md5
 from tests.conftest import edit_params, run
 
 pytestmark = pytest.mark.integration
@@ -47,6 +48,11 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     assert 0.5 < evaluate["test_accuracy"] <= 1
     gate = json.loads((project / "metrics/gate.json").read_text())
     assert gate["passed"] is True and gate["energy_kwh"] > 0
+    # Directory inputs are hashed as DVC hashes them (export reads models/trained as a folder).
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    folders = {d["path"]: d["md5"] for e in lock.values() for d in e.get("deps", []) if d["md5"].endswith(".dir")}
+    assert "models/trained" in folders
+    assert all(directory_md5(project / path) == md5 for path, md5 in folders.items())
 
     parents, children, child_keys = mlflow_runs(project / "mlflow.db")
     assert len(parents) == 1 and len(children) == 5
@@ -97,6 +103,10 @@ def test_gate_fails_closed_on_a_broken_or_stale_record(project: Path, tool_env: 
     assert missing.returncode == 1 and "missing" in missing.stderr
 
     record.write_text(original)
+    (project / "models/trained/extra.pt").write_bytes(b"a file export never saw")  # only the folder's hash shows it
+    grown = run(["carbon-budget", "gate"], project, tool_env, check=False)
+    assert grown.returncode == 1 and "export.json: stale record, its directory models/trained has changed" in grown.stderr
+    (project / "models/trained/extra.pt").unlink()
     (project / "models/trained/model.pt").write_bytes(b"not the model that was measured")
     stale = run(["carbon-budget", "gate"], project, tool_env, check=False)
     assert stale.returncode == 1 and "stale record" in stale.stderr and "models/trained/model.pt" in stale.stderr

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from carbon_budget.errors import RecordError
-from carbon_budget.records.lockfile import load_lock
+from carbon_budget.records.lockfile import directory_md5, load_lock
 from carbon_budget.records.record import file_md5, load_record, save_record
 from tests.test_budgets import record
 
@@ -90,7 +91,6 @@ def test_inputs_changed_since_dvc_ran_the_stage(tmp_path: Path) -> None:
         {"path": "splits.npz", "md5": file_md5(tmp_path / "splits.npz")},
         {"path": "gone.py", "md5": "0" * 32},
         {"path": "metrics/emissions/preprocess.json", "md5": "0" * 32},  # judged on its own, not again here
-        {"path": "models/export", "md5": "0" * 32 + ".dir"},  # DVC's listing format, not a file's digest
     ]
     lock = load_lock(lock_with(tmp_path, deps))
     assert lock.changed_inputs("train", tmp_path) == ["its input gone.py is missing"]
@@ -98,4 +98,36 @@ def test_inputs_changed_since_dvc_ran_the_stage(tmp_path: Path) -> None:
     assert "its input train.py has changed since it ran" in lock.changed_inputs("train", tmp_path)
     assert lock.changed_inputs("distill", tmp_path) == [
         "dvc.lock has no entry for stage distill (it never ran under `dvc repro`)"
+    ]
+
+
+def test_a_directory_input_counts_for_staleness(tmp_path: Path) -> None:
+    """The hash is DVC's own (checked against a listing DVC wrote, in tests/test_pipeline.py's repro)."""
+    folder = tmp_path / "models/trained"
+    (folder / "students").mkdir(parents=True)
+    (folder / "teacher.pt").write_bytes(b"weights")
+    (folder / "students/small.pt").write_bytes(b"student")
+    digest = directory_md5(folder)
+    assert digest is not None and digest.endswith(".dir")
+    lock = load_lock(lock_with(tmp_path, [{"path": "models/trained", "md5": digest}]))
+    assert lock.changed_inputs("train", tmp_path) == []
+    (folder / "students/small.pt").write_bytes(b"another student")
+    assert lock.changed_inputs("train", tmp_path) == ["its directory models/trained has changed since it ran"]
+    (folder / "students/small.pt").write_bytes(b"student")
+    (folder / "students/extra.pt").write_bytes(b"one more")
+    assert lock.changed_inputs("train", tmp_path) == ["its directory models/trained has changed since it ran"]
+    shutil.rmtree(folder)
+    assert lock.changed_inputs("train", tmp_path) == ["its directory models/trained is missing"]
+
+
+def test_params_dvc_recorded_must_equal_todays(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("fit:\n  alpha: 0.1\n  layers: [8, 8]\n")
+    entry = {"cmd": "x", "params": {"params.yaml": {"fit.alpha": 0.1, "fit": {"alpha": 0.1, "layers": [8, 8]}}}}
+    (tmp_path / "dvc.lock").write_text(json.dumps({"schema": "2.0", "stages": {"fit": entry}}))
+    lock = load_lock(tmp_path)
+    assert lock.changed_inputs("fit", tmp_path) == []
+    (tmp_path / "params.yaml").write_text("fit:\n  alpha: 0.5\n  layers: [8, 8]\n")
+    assert lock.changed_inputs("fit", tmp_path) == [
+        "params.yaml `fit.alpha` differs from its value when DVC last ran it (0.1 then, 0.5 now)",
+        "params.yaml `fit` differs from its value when DVC last ran it",
     ]

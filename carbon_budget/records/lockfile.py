@@ -7,6 +7,8 @@ recorded has not been measured as it stands, however well its record and its out
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,33 @@ from typing import Any
 import yaml
 
 from carbon_budget import layout
+from carbon_budget.config import read_params_file, section_value
 from carbon_budget.errors import RecordError
 from carbon_budget.files import parse_yaml
-from carbon_budget.records.record import file_drift
+from carbon_budget.records.record import file_drift, file_md5
 
 LOCK_FILE = Path("dvc.lock")
+
+
+def directory_md5(path: Path) -> str | None:
+    """DVC's hash of a directory (`<md5>.dir`): the md5 of its listing, a JSON list of every file's md5 and path
+    relative to it, sorted by path, exactly as DVC 3 writes it into its cache; None when `path` is no directory."""
+    if not path.is_dir():
+        return None
+    listing = [
+        {"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
+        for file in sorted(path.rglob("*"), key=lambda p: p.relative_to(path).as_posix())
+        if file.is_file()
+    ]
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def _input_drift(path: Path, md5: str) -> str | None:
+    """How a file or directory input parted from the hash DVC recorded for it, or None if it did not."""
+    if not md5.endswith(".dir"):
+        return file_drift(path, md5)
+    found = directory_md5(path)
+    return "is missing" if found is None else ("has changed" if found != md5 else None)
 
 
 @dataclass(frozen=True)
@@ -39,13 +63,31 @@ class Lock:
             if not isinstance(dep, dict):
                 continue
             path, md5 = dep.get("path"), dep.get("md5")
-            if not isinstance(path, str) or not isinstance(md5, str) or md5.endswith(".dir"):
-                continue  # a directory's hash is DVC's own listing format; no budgeted stage reads one
-            if Path(path).parent == layout.RECORDS_DIR:
+            if not isinstance(path, str) or not isinstance(md5, str) or Path(path).parent == layout.RECORDS_DIR:
                 continue
-            drift = file_drift(root / path, md5)
+            drift = _input_drift(root / path, md5)
             if drift is not None:
-                reasons.append(f"its input {path} {drift}" + (" since it ran" if drift == "has changed" else ""))
+                kind = "directory" if md5.endswith(".dir") else "input"
+                reasons.append(f"its {kind} {path} {drift}" + (" since it ran" if drift == "has changed" else ""))
+        return reasons + self._changed_params(entry, root)
+
+    @staticmethod
+    def _changed_params(entry: dict[str, Any], root: Path) -> list[str]:
+        """The params DVC recorded for the stage's last run that differ from today's files: a project set up by
+        `carbon-budget init` keeps no params in its records, and this is what ties its records to its params."""
+        recorded = entry.get("params")
+        if not isinstance(recorded, dict):
+            return []
+        reasons = []
+        for file_name, values in recorded.items():
+            if not isinstance(file_name, str) or not isinstance(values, dict):
+                continue
+            today = read_params_file(root / file_name, missing_ok=True)
+            for key, value in values.items():
+                now = section_value(today, str(key))
+                if now != value:
+                    shown = "" if isinstance(value, dict) else f" ({value!r} then, {now!r} now)"
+                    reasons.append(f"{file_name} `{key}` differs from its value when DVC last ran it{shown}")
         return reasons
 
     def disowned_outputs(self, stage: str, root: Path, record_file: Path, outputs: dict[str, str]) -> list[str]:
