@@ -45,6 +45,9 @@ class CarbonParams(Section):
     tracking_mode: Literal["process", "machine"] = "process"
     # RAM power per GB the stage holds (process mode): the Cloud Carbon Footprint methodology's memory coefficient
     ram_w_per_gb: PositiveFloat = 0.392
+    # the CPU's real TDP in watts (all sockets), in place of codecarbon's table or fallback; its load x this figure
+    # is then the CPU's power, sensor or not (codecarbon's `force_cpu_power`)
+    cpu_tdp_w: PositiveFloat | None = None
 
     @field_validator("country_iso_code")
     @classmethod

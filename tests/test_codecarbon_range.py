@@ -34,6 +34,7 @@ from carbon_budget.errors import MeasurementError
 from carbon_budget.measure.energy import (
     _CPU_MODES,
     EnergyMeter,
+    _cpu_tdp,
     _load_plans,
     _methods,
     _save_plans,
@@ -142,14 +143,38 @@ def test_an_unknown_cpu_mode_is_labelled_unknown_not_guessed(mode: Any) -> None:
 )
 def test_cpu_attribution_falls_back_to_codecarbons_figure_on_anything_unexpected(cpu: CPU) -> None:
     tracker = FakeTracker(_hardware=[cpu])
-    assert started_meter(tracker)._own_cpu_kwh(tracker) is None
+    assert started_meter(tracker)._own_cpu(tracker) is None
 
 
 def test_cpu_attribution_applies_to_a_plausible_load_estimate_in_process_mode_only() -> None:
     tracker = FakeTracker(_hardware=[CPU(_mode="cpu_load", _tdp=8, _cpu_count=1)])
-    assert (started_meter(tracker)._own_cpu_kwh(tracker) or 0) > 0  # the whole test process's CPU time so far
-    assert started_meter(tracker, "machine")._own_cpu_kwh(tracker) is None
-    assert started_meter(FakeTracker())._own_cpu_kwh(FakeTracker()) is None  # no hardware to read
+    assert (started_meter(tracker)._own_cpu(tracker) or (0, 0))[0] > 0  # the whole test process's CPU time so far
+    assert started_meter(tracker, "machine")._own_cpu(tracker) is None
+    assert started_meter(FakeTracker())._own_cpu(FakeTracker()) is None  # no hardware to read
+
+
+def test_the_tdp_used_is_named_with_where_it_came_from() -> None:
+    def tdp(cpu: CPU, given: bool = False) -> tuple[float | None, str]:
+        return _cpu_tdp(FakeTracker(_hardware=[cpu]), given)
+
+    table = CPU(_mode="cpu_load", _tdp=65, _cpu_count=12, _model="AMD Ryzen 5 3600")
+    assert tdp(table) == (65.0, "codecarbon's TDP table entry for AMD Ryzen 5 3600")
+    fallback_w, fallback = tdp(CPU(_mode="cpu_load", _tdp=8, _cpu_count=2, _model="Intel(R) Xeon(R) Processor"))
+    assert fallback_w == 8.0 and fallback.startswith("codecarbon's per-thread fallback (4 W x 2 threads)")
+    assert "not in its TDP table" in fallback and "carbon.cpu_tdp_w" in fallback
+    generic = CPU(_mode="cpu_load", _tdp=85, _cpu_count=2, _is_generic_tdp=True)
+    assert tdp(generic) == (85.0, "codecarbon's generic constant (85 W): the CPU model was not detected")
+    assert tdp(CPU(_mode="cpu_load", _tdp=120, _cpu_count=2), given=True) == (120.0, "params: carbon.cpu_tdp_w")
+    assert tdp(CPU(_mode="intel_rapl", _tdp=8, _cpu_count=2)) == (
+        None,
+        "none: the CPU figure is read from a sensor (measured:rapl)",
+    )
+    assert _cpu_tdp(FakeTracker(), False)[0] is None  # hardware it cannot read: no figure claimed
+
+
+def test_a_given_tdp_reaches_codecarbon() -> None:
+    intensity = resolve_intensity(CarbonParams(intensity_g_per_kwh=42.0))
+    assert _tracker_arguments(intensity, 120.0)["force_cpu_power"] == 120.0
 
 
 @pytest.mark.parametrize(
@@ -186,13 +211,13 @@ def test_energy_from_hardware_without_a_label_is_never_labelled_none() -> None:
 
 def test_tracker_arguments_follow_the_codecarbon_signature(monkeypatch: pytest.MonkeyPatch) -> None:
     intensity = resolve_intensity(CarbonParams(intensity_g_per_kwh=42.0))
-    assert _tracker_arguments(intensity) == {"output_methods": [], "force_carbon_intensity_g_co2e_kwh": 42.0}
+    assert _tracker_arguments(intensity, None) == {"output_methods": [], "force_carbon_intensity_g_co2e_kwh": 42.0}
 
     class Tracker300:  # the constructor of codecarbon 3.0.0, as far as these arguments go
         def __init__(self, project_name: str | None = None, save_to_file: bool | None = None) -> None: ...
 
     monkeypatch.setattr(codecarbon, "EmissionsTracker", Tracker300)
-    assert _tracker_arguments(intensity) == {"save_to_file": False, "country_iso_code": "USA"}
+    assert _tracker_arguments(intensity, None) == {"save_to_file": False, "country_iso_code": "USA"}
 
 
 @pytest.fixture

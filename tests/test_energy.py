@@ -57,6 +57,49 @@ def test_measures_positive_energy_and_says_it_is_estimated_here() -> None:
     assert reading.country_iso_code == "USA"
 
 
+def busy(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_teams_own_tdp_is_used_and_named() -> None:
+    """`carbon.cpu_tdp_w` replaces codecarbon's figure: the CPU energy is the stage's CPU-seconds x TDP / threads."""
+    meter = EnergyMeter(CarbonParams(cpu_tdp_w=120.0), "unit")
+    meter.start()
+    busy(0.3)
+    reading = meter.stop()
+    assert reading.hardware["cpu_tdp_w"] == 120.0 and reading.hardware["cpu_tdp_source"] == "params: carbon.cpu_tdp_w"
+    if reading.methods["cpu"] == "estimated:cpu_time_x_tdp":
+        assert reading.cpu_s is not None and reading.cpu_s >= 0.3
+        threads = reading.hardware["cpu_count"]
+        assert reading.cpu_energy_kwh == pytest.approx(reading.cpu_s * 120.0 / threads / 3.6e6, rel=1e-6)
+
+
+def test_a_stage_is_charged_from_its_process_start(tmp_path: Path) -> None:
+    """The work before the meter starts (here 0.5 CPU-s of it, like imports) is in the record, and the span too."""
+    script = f"""
+import json, time
+end = time.process_time() + 0.5
+while time.process_time() < end:
+    pass
+from pathlib import Path
+from carbon_budget.measure.stage import StageRun
+for flag in (True, False):
+    with StageRun("unit", record_file=Path({str(tmp_path)!r}) / f"{{flag}}.json", from_process_start=flag) as run:
+        pass
+    print(json.dumps(run.record.model_dump(mode="json")))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
+    whole, metered = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert whole["tags"]["charged_from"] == "process start" and metered["tags"]["charged_from"] == "meter start"
+    if "cpu_s" in whole["extra_metrics"]:  # CPU charged by CPU-seconds (no RAPL here)
+        assert whole["extra_metrics"]["cpu_s"] >= 0.5 > metered["extra_metrics"]["cpu_s"]
+        assert whole["cpu_energy_kwh"] > 2 * metered["cpu_energy_kwh"]
+    assert whole["duration_s"] >= whole["extra_metrics"]["startup_s"] > metered["duration_s"]
+    assert whole["extra_metrics"]["ram_gb_s"] > metered["extra_metrics"]["ram_gb_s"]
+
+
 def test_hardware_plan_is_probed_once_per_machine_with_the_same_result(tmp_path: Path) -> None:
     first = probe(tmp_path)
     second = probe(tmp_path)

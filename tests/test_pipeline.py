@@ -42,6 +42,7 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
         assert record["status"] == "completed"
         assert record["energy_kwh"] > 0, stage
         assert record["methods"]["cpu"].startswith(("estimated:", "measured:"))
+        assert record["hardware"]["cpu_tdp_source"] and record["tags"]["charged_from"] == "process start"
     assert (project / "models/trained/model.pt").is_file()
     assert (project / "models/export/model.torchscript.pt").is_file()
     evaluate = json.loads((project / "metrics/evaluate.json").read_text())
@@ -105,7 +106,8 @@ def test_gate_fails_closed_on_a_broken_or_stale_record(project: Path, tool_env: 
     record.write_text(original)
     (project / "models/trained/extra.pt").write_bytes(b"a file export never saw")  # only the folder's hash shows it
     grown = run(["carbon-budget", "gate"], project, tool_env, check=False)
-    assert grown.returncode == 1 and "export.json: stale record, its directory models/trained has changed" in grown.stderr
+    assert grown.returncode == 1
+    assert "export.json: stale record, its directory models/trained has changed" in grown.stderr
     (project / "models/trained/extra.pt").unlink()
     (project / "models/trained/model.pt").write_bytes(b"not the model that was measured")
     stale = run(["carbon-budget", "gate"], project, tool_env, check=False)

@@ -91,6 +91,7 @@ class EnergyReading:
     codecarbon_version: str
     ram_gb_s: float | None = None  # GB-seconds of resident memory, when RAM is charged by what the stage held
     ram_w_per_gb: float | None = None  # the rate those GB-seconds were charged at
+    cpu_s: float | None = None  # CPU-seconds of the stage's process tree, when its CPU is charged by them
 
 
 def resolve_intensity(carbon: CarbonParams) -> Intensity:
@@ -190,7 +191,7 @@ def _save_plans(version: str) -> None:
         return  # the cache is an optimisation; failing to write it changes no figure
 
 
-def _tracker_arguments(intensity: Intensity) -> dict[str, Any]:
+def _tracker_arguments(intensity: Intensity, cpu_tdp_w: float | None) -> dict[str, Any]:
     """Keep the tracker off the disk and away from the country lookup, in the words this codecarbon knows.
 
     `output_methods` and `force_carbon_intensity_g_co2e_kwh` came after 3.0.0, which has `save_to_file` and
@@ -201,6 +202,8 @@ def _tracker_arguments(intensity: Intensity) -> dict[str, Any]:
 
     accepted = inspect.signature(EmissionsTracker).parameters
     arguments: dict[str, Any] = {"output_methods": []} if "output_methods" in accepted else {"save_to_file": False}
+    if cpu_tdp_w is not None:  # a team's own TDP: codecarbon then estimates from load x this figure, sensor or not
+        arguments["force_cpu_power"] = cpu_tdp_w
     if "force_carbon_intensity_g_co2e_kwh" in accepted:
         arguments["force_carbon_intensity_g_co2e_kwh"] = intensity.g_per_kwh
     else:
@@ -231,6 +234,38 @@ def _cpu_load_watts_per_core(tracker: Any) -> float | None:
     if not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= (os.cpu_count() or cores):
         return None
     return float(tdp) / cores
+
+
+def _cpu_tdp(tracker: Any, given: bool) -> tuple[float | None, str]:
+    """The TDP (W, the whole machine) codecarbon's CPU estimate used, and where it came from: the team's figure,
+    its table's entry for this CPU, its per-thread fallback for a CPU the table lacks, or its generic constant;
+    (None, why) where no TDP went into the figure (a sensor) or codecarbon's CPU cannot be read."""
+    cpus = [h for h in _hardware(tracker) or [] if type(h).__name__ == "CPU"]
+    if len(cpus) != 1:
+        return None, "unknown: codecarbon's CPU description could not be read"
+    cpu = cpus[0]
+    mode, tdp, model = getattr(cpu, "_mode", None), getattr(cpu, "_tdp", None), getattr(cpu, "_model", "this CPU")
+    if mode not in ("cpu_load", "constant"):
+        return None, f"none: the CPU figure is read from a sensor ({_CPU_MODES.get(str(mode), _UNKNOWN)})"
+    if not _is_number(tdp):
+        return None, "unknown: codecarbon's TDP could not be read"
+    if given:
+        return float(tdp), "params: carbon.cpu_tdp_w"
+    if getattr(cpu, "_is_generic_tdp", False) is True:
+        return float(tdp), f"codecarbon's generic constant ({tdp:g} W): the CPU model was not detected"
+    try:
+        from codecarbon.core.cpu import DEFAULT_POWER_PER_CORE
+
+        per_thread: Any = DEFAULT_POWER_PER_CORE
+    except ImportError:
+        per_thread = None
+    threads = getattr(cpu, "_cpu_count", None)
+    if _is_number(per_thread) and isinstance(threads, int) and math.isclose(tdp, per_thread * threads):
+        return float(tdp), (
+            f"codecarbon's per-thread fallback ({per_thread:g} W x {threads} threads): {model} is not in its TDP"
+            " table; set carbon.cpu_tdp_w to this machine's real figure"
+        )
+    return float(tdp), f"codecarbon's TDP table entry for {model}"
 
 
 def _running_kwh(tracker: Any, total: str) -> float | None:
@@ -292,12 +327,22 @@ class EnergyMeter:
         self._tracker: Any = None
         self._version = ""
         self._cpu_seconds_at_start = 0.0
+        self._before_s = 0.0
         # process mode charges RAM by the memory the stage holds; machine mode keeps codecarbon's whole-machine rule
         process_mode = carbon.tracking_mode == "process"
         self._memory = MemoryMeter(include_self=not wraps_command) if process_mode else None
         self._lock = threading.Lock()
 
-    def start(self) -> None:
+    def start(self, from_process_start: bool = False) -> None:
+        """`from_process_start`: this process is the stage, and the span before the meter starts (interpreter,
+        imports, params validation) is part of its cost: its CPU-seconds count from the process's start, and its
+        memory as a ramp from nothing to what is held when the meter starts. A sensor (RAPL, NVML) cannot read the
+        past: with one, that span is charged by the estimate only where the CPU figure is one."""
+        import time
+
+        import psutil
+
+        self._before_s = max(0.0, time.time() - psutil.Process().create_time()) if from_process_start else 0.0
         # codecarbon logs at INFO during init, before its log_level argument applies; only this variable works.
         os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
         import codecarbon
@@ -313,11 +358,11 @@ class EnergyMeter:
             pue=self._carbon.pue,
             allow_multiple_runs=True,
             log_level=os.environ["CODECARBON_LOG_LEVEL"],
-            **_tracker_arguments(self._intensity),
+            **_tracker_arguments(self._intensity, self._carbon.cpu_tdp_w),
         )
-        self._cpu_seconds_at_start = tree_cpu_seconds()
+        self._cpu_seconds_at_start = 0.0 if from_process_start else tree_cpu_seconds()
         if self._memory is not None:
-            self._memory.start()
+            self._memory.start(ramp_s=self._before_s)
         self._tracker.start()
         _save_plans(self._version)
 
@@ -325,14 +370,15 @@ class EnergyMeter:
     def intensity_g_per_kwh(self) -> float:
         return self._intensity.g_per_kwh
 
-    def _own_cpu_kwh(self, tracker: Any) -> float | None:
-        """The stage's CPU energy from its own CPU-seconds, when codecarbon's CPU figure is a load estimate in
-        process mode; None where codecarbon's figure stands (measured sensors, machine mode, a CPU we cannot read)."""
+    def _own_cpu(self, tracker: Any) -> tuple[float, float] | None:
+        """(kWh, CPU-seconds): the stage's CPU energy from its own CPU-seconds, when codecarbon's CPU figure is a
+        load estimate in process mode; None where codecarbon's figure stands (sensors, machine mode, a CPU we
+        cannot read)."""
         watts_per_core = _cpu_load_watts_per_core(tracker) if self._carbon.tracking_mode == "process" else None
         if watts_per_core is None:
             return None
         cpu_seconds = tree_cpu_seconds() - self._cpu_seconds_at_start
-        return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6
+        return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6, cpu_seconds
 
     def _ram_kwh(self, gb_seconds: float) -> float:
         return gb_seconds * self._carbon.ram_w_per_gb * self._carbon.pue / 3.6e6
@@ -342,7 +388,7 @@ class EnergyMeter:
         before codecarbon's final report (no hardware description yet)."""
         parts = self.sample()
         unknown = {"cpu_model": "unknown", "cpu_count": 0, "gpu_model": "", "gpu_count": 0, "ram_total_gb": 0.0}
-        return self._reading(duration_s, parts, self.running_methods(), unknown)
+        return self._reading(self._before_s + duration_s, parts, self.running_methods(), unknown)
 
     def _reading(
         self,
@@ -351,6 +397,7 @@ class EnergyMeter:
         methods: dict[str, str],
         hardware: dict[str, Any],
         ram_gb_s: float | None = None,
+        cpu_s: float | None = None,
     ) -> EnergyReading:
         """A reading from its parts (kWh by component): the total, CO2 and how they were charged follow."""
         energy_kwh = parts["cpu"] + parts["gpu"] + parts["ram"]
@@ -371,6 +418,7 @@ class EnergyMeter:
             codecarbon_version=self._version,
             ram_gb_s=ram_gb_s,
             ram_w_per_gb=self._carbon.ram_w_per_gb if ram_gb_s is not None else None,
+            cpu_s=cpu_s,
         )
 
     def sample(self) -> dict[str, float]:
@@ -383,9 +431,8 @@ class EnergyMeter:
                 self._ram_kwh(self._memory.gb_seconds()) if self._memory else _running_kwh(tracker, "_total_ram_energy")
             )
             gpu = _running_kwh(tracker, "_total_gpu_energy")
-            cpu = self._own_cpu_kwh(tracker)
-            if cpu is None:
-                cpu = _running_kwh(tracker, "_total_cpu_energy")
+            own = self._own_cpu(tracker)
+            cpu = own[0] if own is not None else _running_kwh(tracker, "_total_cpu_energy")
             if ram is None or gpu is None or cpu is None:
                 raise MeasurementError(f"{self._label}: this codecarbon version hides its running totals")
             return {"cpu": cpu, "gpu": gpu, "ram": ram}
@@ -399,7 +446,7 @@ class EnergyMeter:
         with self._lock:
             tracker = self._tracker
             methods = _methods(tracker) if tracker is not None else {"cpu": _UNKNOWN, "gpu": _UNKNOWN, "ram": _UNKNOWN}
-            if tracker is not None and self._own_cpu_kwh(tracker) is not None:
+            if tracker is not None and self._own_cpu(tracker) is not None:
                 methods["cpu"] = "estimated:cpu_time_x_tdp"
         if self._memory is not None:
             methods["ram"] = RAM_METHOD
@@ -410,7 +457,7 @@ class EnergyMeter:
             raise MeasurementError(f"{self._label}: the energy tracker was never started")
         with self._lock:
             tracker, self._tracker = self._tracker, None
-        own_cpu_kwh = self._own_cpu_kwh(tracker)
+        own_cpu = self._own_cpu(tracker)
         ram_gb_s = self._memory.stop() if self._memory else None
         tracker.stop()
         data = getattr(tracker, "final_emissions_data", None)
@@ -420,8 +467,8 @@ class EnergyMeter:
             )
         methods = _methods(tracker)
         cpu_kwh = float(data.cpu_energy)
-        if own_cpu_kwh is not None:
-            cpu_kwh, methods["cpu"] = own_cpu_kwh, "estimated:cpu_time_x_tdp"
+        if own_cpu is not None:
+            cpu_kwh, methods["cpu"] = own_cpu[0], "estimated:cpu_time_x_tdp"
         ram_kwh = float(data.ram_energy)
         if ram_gb_s is not None:
             ram_kwh, methods["ram"] = self._ram_kwh(ram_gb_s), RAM_METHOD
@@ -435,5 +482,9 @@ class EnergyMeter:
             "gpu_count": int(data.gpu_count or 0),
             "ram_total_gb": float(data.ram_total_size or 0.0),
         }
+        hardware["cpu_tdp_w"], hardware["cpu_tdp_source"] = _cpu_tdp(tracker, self._carbon.cpu_tdp_w is not None)
+        if hardware["gpu_count"]:  # NVML's energy counter is the device's: codecarbon has no per-process figure
+            hardware["gpu_scope"] = "whole device: every process on the GPU, not this stage alone"
         parts = {"cpu": cpu_kwh, "gpu": float(data.gpu_energy), "ram": ram_kwh}
-        return self._reading(float(data.duration), parts, methods, hardware, ram_gb_s)
+        cpu_s = own_cpu[1] if own_cpu is not None else None
+        return self._reading(self._before_s + float(data.duration), parts, methods, hardware, ram_gb_s, cpu_s)

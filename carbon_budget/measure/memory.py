@@ -61,7 +61,10 @@ class MemoryMeter:
         while not self._stop.wait(self._every):
             self._sample()
 
-    def start(self) -> None:
+    def start(self, ramp_s: float = 0.0) -> None:
+        """`ramp_s`: seconds the stage already ran before this meter started; its memory then is charged as a ramp
+        from nothing to what is held now (a process's memory grows as it imports), a trapezoid like every other."""
+        self._integral_gb_s = ramp_s * tree_rss_gb(self._include_self) / 2
         self._sample()
         self._thread = threading.Thread(target=self._run, name="carbon-budget-memory", daemon=True)
         self._thread.start()

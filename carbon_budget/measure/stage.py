@@ -64,6 +64,9 @@ def build_record(
     """Assemble a record from a reading and what the stage produced."""
     figures = dataclasses.asdict(reading)
     ram_gb_s, ram_w_per_gb = figures.pop("ram_gb_s"), figures.pop("ram_w_per_gb")
+    cpu_s = figures.pop("cpu_s")
+    if cpu_s is not None:  # the work the CPU figure was charged for: comparable across machines
+        extra_metrics = {**extra_metrics, "cpu_s": cpu_s}
     if ram_gb_s is not None:  # what the RAM figure was charged for, and at what rate from which source
         extra_metrics = {**extra_metrics, "ram_gb_s": ram_gb_s, "ram_w_per_gb": ram_w_per_gb}
         tags = {**tags, "ram_w_per_gb_source": RAM_SOURCE}
@@ -102,11 +105,15 @@ class StageRun:
         carbon: CarbonParams | None = None,
         params_file: Path = Path(PARAMS_FILE),
         wraps_command: bool = False,
+        from_process_start: bool = True,
     ) -> None:
         """`sections` are the params (dotted names) the stage's result depends on: the record keeps their values
         as params.yaml holds them, as DVC reads them, so the gate can tell a record measured with other params.
         `carbon` is read from the same file when the caller has not validated it already. `wraps_command`: the
-        stage is a command this process runs (`carbon-budget track`), whose memory is the command's alone."""
+        stage is a command this process runs (`carbon-budget track`), whose memory is the command's alone.
+        `from_process_start`: this process is the stage (a DVC stage's script, the `track` wrapper), so it is
+        charged from the process's start (interpreter, imports, params validation), not from the meter's; False for
+        a measurement inside a longer-lived process (a notebook's training loop)."""
         self.stage = stage
         raw = read_params_file(params_file, missing_ok=True)
         self._params = {name: section_value(raw, name) for name in sections}
@@ -126,6 +133,7 @@ class StageRun:
         self._finished = threading.Event()
         self._checkpoints: threading.Thread | None = None
         self._entered = 0.0
+        self._from_process_start = from_process_start
 
     def _checkpoint(self) -> None:
         """Leave the energy spent so far on record as `running`, every CHECKPOINT_EVERY_S: a stage killed without
@@ -154,10 +162,13 @@ class StageRun:
     def __enter__(self) -> StageRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-        self._started_at = _now()
         self._entered = time.time()
-        self.extra_metrics["startup_s"] = self._entered - psutil.Process().create_time()  # interpreter and imports
-        self._meter.start()
+        process_start = psutil.Process().create_time()
+        self.extra_metrics["startup_s"] = self._entered - process_start  # interpreter and imports
+        begun = process_start if self._from_process_start else self._entered
+        self._started_at = datetime.fromtimestamp(begun, UTC).isoformat(timespec="milliseconds")
+        self.tags["charged_from"] = "process start" if self._from_process_start else "meter start"
+        self._meter.start(self._from_process_start)
         self.extra_metrics["tracker_start_s"] = time.time() - self._entered
         self._checkpoints = threading.Thread(target=self._checkpoint, name="carbon-budget-checkpoint", daemon=True)
         self._checkpoints.start()

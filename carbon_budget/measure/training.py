@@ -135,6 +135,8 @@ class TrainingBudget:
                 outputs=running_stage_outputs(exclude=record),
                 carbon=self._carbon,
                 params_file=self._params_file,
+                # a DVC stage's process is the stage; elsewhere (a notebook) the process ran before training did
+                from_process_start="DVC_STAGE" in os.environ,
             )
             self._run.__enter__()
             intensity = self._run.intensity_g_per_kwh

@@ -72,6 +72,10 @@ class Hardware(BaseModel):
     gpu_model: str
     gpu_count: int
     ram_total_gb: NonNegative
+    # the TDP (W, whole machine) a CPU estimate used, and where it came from; None where a sensor measured the CPU
+    cpu_tdp_w: NonNegative | None = None
+    cpu_tdp_source: str = ""
+    gpu_scope: str = ""  # what the GPU figure covers, when there is a GPU: NVML's counter is the whole device's
 
 
 class NodeEnergy(BaseModel):
