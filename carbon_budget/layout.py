@@ -21,6 +21,10 @@ EFFICIENCY = Path("plots/efficiency.csv")
 ENERGY_PNG = Path("plots/energy_per_stage.png")
 STATE_DIR = Path(".carbon-budget")
 OUTBOX_DIR = STATE_DIR / "outbox"
+# The tool's own cost: what the background worker spent (warm-up, MLflow publishing, pictures, the model) for the
+# latest execution it published on this machine, as a record; the next gate counts it (docs/records.md)
+ITSELF = "carbon-budget itself"
+ITSELF_RECORD = STATE_DIR / "itself.json"
 
 
 def record_path(stage: str) -> Path:

@@ -61,6 +61,7 @@ def main() -> None:
         outputs=[layout.MODEL, layout.TRAINING_CURVES, layout.TRAIN_METRICS],
         metrics_files=[layout.TRAIN_METRICS],
         artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG],
+        forecasts=True,
     )
     try:
         with run:

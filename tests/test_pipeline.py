@@ -66,6 +66,16 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     assert not outbox.exists() or not any(outbox.iterdir())
     with sqlite3.connect(project / "mlflow.db") as con:
         assert con.execute("select count(*) from logged_models").fetchone()[0] == 1
+    # The worker's own cost is recorded like a stage's, and shown on the execution's parent run.
+    itself_file = project / ".carbon-budget/itself.json"
+    while not itself_file.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    itself = json.loads(itself_file.read_text())
+    assert itself["stage"] == "carbon-budget itself" and itself["status"] == "completed"
+    assert itself["extra_metrics"]["cpu_s"] > 0 and itself["energy_kwh"] > 0 and "worker" in itself["tags"]["covers"]
+    with sqlite3.connect(project / "mlflow.db") as con:
+        logged = con.execute("select value from metrics where key = 'carbon_budget_itself.energy_kwh'").fetchall()
+    assert logged == [(pytest.approx(itself["energy_kwh"]),)]
 
     # Nothing changed: nothing reruns, nothing new is logged.
     second = run(["dvc", "repro"], project, tool_env)
@@ -82,6 +92,11 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     assert failed.returncode != 0
     assert "budget.energy_kwh" in output and "kWh > budget 1e-12 kWh" in output
     assert "Traceback" not in output
+    # The next gate counts the tool's cost it knows of: the line is in its table, its document and its total.
+    assert "carbon-budget itself:" in output
+    gate = json.loads((project / "metrics/gate.json").read_text())
+    assert gate["stages"]["carbon-budget itself"]["energy_kwh"] == pytest.approx(itself["energy_kwh"])
+    assert gate["energy_kwh"] == pytest.approx(sum(s["energy_kwh"] for s in gate["stages"].values()), rel=1e-12)
     parents, _, _ = mlflow_runs(project / "mlflow.db")
     assert len(parents) == 2  # the failed verdict is in MLflow too, with only the gate as a new child
 

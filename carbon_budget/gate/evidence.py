@@ -151,7 +151,20 @@ def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence
     payback = None
     if document:
         payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, document)
+    itself = _itself(root)
+    if itself is not None:
+        records[layout.ITSELF] = itself
     return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
+
+
+def _itself(root: Path) -> EmissionRecord | None:
+    """The tool's own cost of the latest execution it published on this machine (the worker's warm-up, MLflow
+    publishing, pictures, the model), known when this gate decides, so counted in its total; None before any
+    (a fresh clone) or when that local state is unreadable: it is the tool's news, not a stage's evidence."""
+    try:
+        return load_record(root / layout.ITSELF_RECORD)
+    except RecordError:
+        return None
 
 
 def judge(budget: BudgetParams, params: dict[str, Any], root: Path) -> tuple[Verdict, Evidence]:
@@ -209,7 +222,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def render(verdict: Verdict, payback: dict[str, Any] | None = None) -> str:
+def render(verdict: Verdict, payback: dict[str, Any] | None = None, itself: EmissionRecord | None = None) -> str:
     """The table people read in the terminal and in `dvc repro` output."""
     from io import StringIO
 
@@ -233,6 +246,14 @@ def render(verdict: Verdict, payback: dict[str, Any] | None = None) -> str:
     console.print(table)
     if payback is not None:
         console.print(describe(payback), highlight=False, markup=False)
+    if itself is not None:
+        console.print(
+            f"{layout.ITSELF}: {itself.energy_kwh * 1000:.4g} Wh, {itself.co2_kg * 1000:.4g} g CO2"
+            f" ({itself.tags.get('covers', 'the tool')}, for the latest execution it published on this machine;"
+            " counted in the totals above)",
+            highlight=False,
+            markup=False,
+        )
     for problem in verdict.problems:
         console.print(f"FAIL {problem}", highlight=False, markup=False)
     console.print("gate: " + ("PASSED" if verdict.passed else "FAILED"), highlight=False)

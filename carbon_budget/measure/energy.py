@@ -47,6 +47,7 @@ from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
 from carbon_budget.files import write_json
 from carbon_budget.measure.memory import RAM_METHOD, MemoryMeter
+from carbon_budget.records.record import EmissionRecord
 
 _CPU_MODES = {
     "intel_rapl": "measured:rapl",
@@ -315,6 +316,40 @@ def tree_cpu_seconds() -> float:
             continue  # ended between listing and reading: counted in RUSAGE_CHILDREN once waited for
         total += times.user + times.system
     return total
+
+
+def charge_usage(cpu_s: float, ram_gb_s: float, duration_s: float, like: EmissionRecord) -> EnergyReading:
+    """Energy for work no tracker watched (the background worker's own CPU-seconds and GB-seconds), charged at
+    the rates `like`, a record of the same execution on the same machine, was charged: its TDP per thread, its
+    RAM watts per GB, its PUE and intensity. A rate `like` does not hold is not guessed: that part is 0, `none`."""
+    tdp, threads = like.hardware.cpu_tdp_w, like.hardware.cpu_count
+    ram_w_per_gb = like.extra_metrics.get("ram_w_per_gb")
+    cpu_kwh = cpu_s * tdp / threads * like.pue / 3.6e6 if tdp and threads > 0 else 0.0
+    ram_kwh = ram_gb_s * ram_w_per_gb * like.pue / 3.6e6 if ram_w_per_gb else 0.0
+    energy_kwh = cpu_kwh + ram_kwh
+    return EnergyReading(
+        duration_s=duration_s,
+        energy_kwh=energy_kwh,
+        cpu_energy_kwh=cpu_kwh,
+        gpu_energy_kwh=0.0,
+        ram_energy_kwh=ram_kwh,
+        co2_kg=energy_kwh * like.carbon_intensity_g_per_kwh / 1000,
+        carbon_intensity_g_per_kwh=like.carbon_intensity_g_per_kwh,
+        intensity_source=like.intensity_source,
+        country_iso_code=like.country_iso_code,
+        pue=like.pue,
+        tracking_mode="process",
+        methods={
+            "cpu": "estimated:cpu_time_x_tdp" if tdp and threads > 0 else "none",
+            "gpu": "none",
+            "ram": RAM_METHOD if ram_w_per_gb else "none",
+        },
+        hardware=like.hardware.model_dump(),
+        codecarbon_version=like.codecarbon_version,
+        ram_gb_s=ram_gb_s if ram_w_per_gb else None,
+        ram_w_per_gb=ram_w_per_gb,
+        cpu_s=cpu_s,
+    )
 
 
 class EnergyMeter:

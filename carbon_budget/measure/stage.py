@@ -9,6 +9,7 @@ spent is never lost, and the outputs it paid for are hashed so the gate can tell
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import signal
@@ -28,6 +29,7 @@ from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupte
 from carbon_budget.layout import record_path
 from carbon_budget.measure.energy import EnergyMeter, EnergyReading
 from carbon_budget.measure.memory import RAM_SOURCE
+from carbon_budget.measure.quiet import forecasting
 from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
 
 CHECKPOINT_EVERY_S = 5.0
@@ -106,6 +108,7 @@ class StageRun:
         params_file: Path = Path(PARAMS_FILE),
         wraps_command: bool = False,
         from_process_start: bool = True,
+        forecasts: bool = False,
     ) -> None:
         """`sections` are the params (dotted names) the stage's result depends on: the record keeps their values
         as params.yaml holds them, as DVC reads them, so the gate can tell a record measured with other params.
@@ -113,7 +116,8 @@ class StageRun:
         stage is a command this process runs (`carbon-budget track`), whose memory is the command's alone.
         `from_process_start`: this process is the stage (a DVC stage's script, the `track` wrapper), so it is
         charged from the process's start (interpreter, imports, params validation), not from the meter's; False for
-        a measurement inside a longer-lived process (a notebook's training loop)."""
+        a measurement inside a longer-lived process (a notebook's training loop). `forecasts`: the stage forecasts its
+        energy from its own meter, and the tool's background work waits while it runs (`measure.quiet`)."""
         self.stage = stage
         raw = read_params_file(params_file, missing_ok=True)
         self._params = {name: section_value(raw, name) for name in sections}
@@ -134,6 +138,8 @@ class StageRun:
         self._checkpoints: threading.Thread | None = None
         self._entered = 0.0
         self._from_process_start = from_process_start
+        self._forecasts = forecasts
+        self._quiet = contextlib.ExitStack()
 
     def _checkpoint(self) -> None:
         """Leave the energy spent so far on record as `running`, every CHECKPOINT_EVERY_S: a stage killed without
@@ -160,6 +166,8 @@ class StageRun:
                 save_record(self._record_file, record)
 
     def __enter__(self) -> StageRun:
+        if self._forecasts:
+            self._quiet.enter_context(forecasting())
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         self._entered = time.time()
@@ -205,6 +213,7 @@ class StageRun:
             self.extra_metrics["tracker_stop_s"] = time.time() - stopping
             self.extra_metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         finally:
+            self._quiet.close()
             for signum, handler in self._previous_handlers.items():
                 signal.signal(signum, handler)
         if self._stopped_by:

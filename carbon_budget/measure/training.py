@@ -39,6 +39,7 @@ from carbon_budget.config import (
 from carbon_budget.errors import CarbonBudgetError, ForecastOverrun, MeasurementError, RecordError
 from carbon_budget.layout import record_path
 from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
+from carbon_budget.measure.quiet import forecasting
 from carbon_budget.measure.stage import StageRun
 from carbon_budget.records.dvcyaml import DVC_FILE, read_stages, running_stage_outputs, upstream_stages
 from carbon_budget.records.record import load_record
@@ -119,6 +120,7 @@ class TrainingBudget:
         self._params_file = params_file
         self._wrapper = _Wrapper(os.environ[METER_ENV]) if os.environ.get(METER_ENV) else None
         self._run: StageRun | None = None
+        self._quiet = contextlib.ExitStack()  # under the wrapper, the training process keeps background work waiting
         self._forecaster: Forecaster | None = None
         self.epochs_run = 0
         self.stopped_by = ""
@@ -126,6 +128,7 @@ class TrainingBudget:
     def start(self) -> None:
         intensity: float
         if self._wrapper is not None:
+            self._quiet.enter_context(forecasting())
             intensity = float(self._wrapper.ask({"op": "intensity"})["g_per_kwh"])
         else:
             record = record_path(self.stage)
@@ -137,6 +140,7 @@ class TrainingBudget:
                 params_file=self._params_file,
                 # a DVC stage's process is the stage; elsewhere (a notebook) the process ran before training did
                 from_process_start="DVC_STAGE" in os.environ,
+                forecasts=True,
             )
             self._run.__enter__()
             intensity = self._run.intensity_g_per_kwh
@@ -192,6 +196,7 @@ class TrainingBudget:
     def finish(self, error: BaseException | None = None) -> None:
         """Record how training ended; raises ForecastOverrun when it stopped for its budget (and nothing else
         failed), so the process exits non-zero and `dvc repro` keeps the last good run in dvc.lock."""
+        self._quiet.close()
         metrics, tags = self.outcome()
         failure = self.overrun() if self.stopped_by and error is None else error
         if self._wrapper is not None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,12 @@ from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import read_json, write_json
 from carbon_budget.gate.evidence import Evidence
 from carbon_budget.layout import tracking_uri
+from carbon_budget.measure.energy import charge_usage, tree_cpu_seconds
+from carbon_budget.measure.memory import tree_rss_gb
+from carbon_budget.measure.stage import build_record
 from carbon_budget.publish import worker
 from carbon_budget.publish.redact import redact, without_credentials
-from carbon_budget.records.record import EmissionRecord
+from carbon_budget.records.record import EmissionRecord, save_record
 
 TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
@@ -110,7 +113,8 @@ def write_snapshot(
     execution_id = uuid.uuid4().hex
     folder = work_dir / layout.OUTBOX_DIR / execution_id
     entries = []
-    for record in [*budgeted, *others]:
+    # the tool's own line is shown on the parent run (the verdict's stages), not as a child run of this execution
+    for record in (r for r in [*budgeted, *others] if r.stage != layout.ITSELF):
         metrics: dict[str, float] = {}
         for metrics_file in record.metrics_files:
             metrics.update(_numbers(work_dir / metrics_file))
@@ -141,7 +145,7 @@ def write_snapshot(
             "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
             "params": {k: str(v) for k, v in flat_params.items()},
             "verdict": verdict,
-            "budgeted_stages": [r.stage for r in budgeted],
+            "budgeted_stages": [r.stage for r in budgeted if r.stage != layout.ITSELF],
             "entries": entries,
             "artifacts": parent_copies,
             "late_artifacts": [a.as_posix() for a in execution_artifacts if not (work_dir / a).is_file()],
@@ -488,10 +492,64 @@ def deliver(folder: Path, uri: str | None = None) -> Published:
         if not answer["ok"]:
             raise PublishError(str(answer["error"]))
         return Published(**answer["result"])
+    cpu_s, started = tree_cpu_seconds(), datetime.now().timestamp()
     with delivering(folder):
+        snapshot = read_json(folder / SNAPSHOT_FILE)
         result = publish(folder, uri)
         finish_delivery(folder, uri)
+    duration_s = datetime.now().timestamp() - started
+    with contextlib.suppress(CarbonBudgetError, OSError):  # the cost line is news, never a reason to fail publishing
+        record_itself(
+            snapshot,
+            result.parent_run_id,
+            uri,
+            cpu_s=tree_cpu_seconds() - cpu_s,
+            ram_gb_s=tree_rss_gb() * duration_s,
+            duration_s=duration_s,
+            covers="MLflow publishing, pictures and the model, in the gate's own process (no background worker)",
+        )
     return result
+
+
+def record_itself(
+    snapshot: dict[str, Any],
+    parent_id: str | None,
+    uri: str,
+    *,
+    cpu_s: float,
+    ram_gb_s: float,
+    duration_s: float,
+    covers: str,
+) -> EmissionRecord | None:
+    """The tool's own cost of publishing one execution, as a record (`layout.ITSELF_RECORD`, which the next gate
+    counts) and as metrics on that execution's parent run. Charged at the rates the execution's own records were
+    charged (`charge_usage`); None when the snapshot holds no record to take them from."""
+    likes = [EmissionRecord.model_validate(e["record"]) for e in snapshot.get("entries", [])]
+    likes = [r for r in likes if r.hardware.cpu_count > 0]
+    if not likes:
+        return None
+    reading = charge_usage(cpu_s, ram_gb_s, duration_s, likes[-1])
+    began = datetime.fromtimestamp(datetime.now().timestamp() - duration_s, UTC)
+    record = build_record(
+        stage=layout.ITSELF,
+        reading=reading,
+        started_at=began.isoformat(timespec="milliseconds"),
+        status="completed",
+        error=None,
+        params={},
+        outputs={},
+        metrics_files=[],
+        artifacts=[],
+        extra_metrics={},
+        tags={"covers": covers, "execution_id": str(snapshot.get("execution_id", ""))},
+    )
+    save_record(Path(snapshot["work_dir"]) / layout.ITSELF_RECORD, record)
+    if parent_id is not None:
+        with contextlib.suppress(Exception):  # MLflow raises many types; the record above already holds the figures
+            figures = {"energy_kwh": record.energy_kwh, "co2_kg": record.co2_kg, "cpu_s": cpu_s}
+            metrics = {f"carbon_budget_itself.{key}": value for key, value in figures.items()}
+            _client(uri).log_batch(parent_id, metrics=_metric_batch(metrics, _ms(record.ended_at)))
+    return record
 
 
 def finish_delivery(folder: Path, uri: str) -> None:

@@ -5,7 +5,8 @@ The gate's own work takes milliseconds, but publishing to MLflow needs `import m
 stage of an execution starts this process in the background, where the machine's other core is mostly idle
 while a stage imports torch. It listens on a unix socket before importing anything, warms up, then runs the
 job the gate hands it (`publish`: the runs first, then the pictures and the model once the gate has its
-answer) and exits after IDLE_S without a request.
+answer) and exits AFTER_JOB_S after it, or after IDLE_S without a request while no training stage runs: an idle
+worker holds about 0.5 GB.
 
 It is only an optimisation: when no worker answers, the gate runs the same job functions in its own process,
 with the same result. CARBON_BUDGET_WORKER=off turns it off.
@@ -26,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from carbon_budget.measure.quiet import forecasts_running
 from carbon_budget.publish.redact import redact
 
-IDLE_S = 300.0
+IDLE_S = 120.0  # without a request, while no training stage forecasts (a long training run keeps it waiting)
+AFTER_JOB_S = 2.0  # after a job: one execution's gate is done; stay only for a gate running beside it
 REPLY_TIMEOUT_S = 600.0
 DISABLE_ENV = "CARBON_BUDGET_WORKER"
 URI_ENV = "CARBON_BUDGET_WORKER_URI"
@@ -178,7 +181,8 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message} [cpu {cpu_s:.2f} s]", file=sys.stderr, flush=True)
 
 
-def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
+def _answer(connection: socket.socket, jobs: dict[str, Any]) -> bool:
+    """Run one request; True when it was a job (not a liveness probe)."""
     from carbon_budget.errors import CarbonBudgetError
 
     connection.settimeout(30)
@@ -186,7 +190,7 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
     request: dict[str, Any] = {}
     line = connection.makefile("rb").readline()
     if not line:
-        return  # a liveness probe from ensure_running
+        return False  # a liveness probe from ensure_running
     then: Callable[[], None] | None = None
     try:
         request = json.loads(line)
@@ -207,6 +211,7 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> None:
             _log(f"follow-up of {request.get('job')} done in {time.monotonic() - started:.2f} s")
         except Exception as exc:  # left for `carbon-budget sync`: the snapshot stays in the outbox
             _log(f"follow-up of {request.get('job')} failed: {type(exc).__name__}: {exc}")
+    return True
 
 
 def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> None:
@@ -236,11 +241,14 @@ def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> Non
             try:
                 connection, _ = server.accept()
             except TimeoutError:
+                if forecasts_running():
+                    continue  # a training stage runs: its gate will come
                 return
             with connection:
                 if _store_identity(uri) != store:
                     return  # the store was deleted or replaced under us: callers fall back and publish themselves
-                _answer(connection, jobs)
+                if _answer(connection, jobs):
+                    server.settimeout(AFTER_JOB_S)
     finally:
         server.close()
         with contextlib.suppress(OSError):

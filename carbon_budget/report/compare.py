@@ -119,6 +119,10 @@ def load_side(label: str, read: Reader, stages: list[str]) -> Side:
         generated = []  # a base whose dvc.yaml this version cannot expand: its gate's own stages still compare
     stages = [*stages, *(s for s in generated if s not in stages)]
     records = {s: r for s in stages if (r := _json(read, layout.record_path(s).as_posix()))}
+    # the tool's own line, as the gate counted it: the report's totals are the gate's
+    itself = (_json(read, layout.GATE_METRICS.as_posix()).get("stages") or {}).get(layout.ITSELF)
+    if isinstance(itself, dict):
+        records[layout.ITSELF] = itself
     return Side(label, params, records, _json(read, layout.DEPLOY_METRICS.as_posix()))
 
 
@@ -221,6 +225,8 @@ def compare(current: Side, base: Side | None, verdict: Verdict, base_commit: str
 
 
 def _measurement(record: dict[str, Any]) -> str:
+    if "methods" not in record and isinstance(record.get("measurement"), str):
+        return str(record["measurement"])  # a line the gate summarised (the tool's own)
     summary = summarize_methods((record.get("methods") or {}).values())
     return "unknown" if summary == "none" else summary
 
