@@ -56,7 +56,8 @@ def test_meter_is_read_sparingly() -> None:
         1000, 2, budget_kwh=None, intensity_g_per_kwh=100.0, sample_every_s=1.0, min_window_s=1.0, clock=clock
     )
     readings = run(forecaster, clock, 1000, fixed_kwh=0.0, per_epoch_kwh=0.001, epoch_s=0.01)
-    assert len(readings) <= 12  # warm-up end, first forecast after 1 s, then once a second, and the last epoch
+    # warm-up end, four windows to the first forecast after 1 s, then once a second, and the last epoch
+    assert len(readings) <= 15
     assert readings[0][0] == 2
     assert forecaster.latest is not None and forecaster.latest.epoch == 1000
     assert not forecaster.latest.over_budget
@@ -87,3 +88,22 @@ def test_an_overrun_must_be_seen_twice_before_it_stops_a_run() -> None:
     assert not forecaster.overrun_confirmed()
     run(forecaster, clock, 30, fixed_kwh=0.0, per_epoch_kwh=0.01, epoch_s=0.125)
     assert forecaster.overrun_confirmed()
+
+
+def test_one_slow_window_does_not_move_the_rate() -> None:
+    """A second in which another process slowed training (an epoch costing 3x) is one window among several: the
+    median ignores it, where a mean since warm-up read it as a dearer run."""
+    clock = Clock()
+    forecaster = Forecaster(1000, 1, budget_kwh=None, intensity_g_per_kwh=100.0, min_window_s=2.0, clock=clock)
+    spent = 0.0
+    for epoch in range(1, 1001):
+        clock.now += 0.05
+        slow = 0.6 < clock.now <= 1.0  # a slow span inside one window: the worker warming up beside it, say
+        spent += 0.003 if slow else 0.001
+        forecaster.observe(epoch, lambda spent=spent: spent)
+        if forecaster.first is not None:
+            break
+    first = forecaster.first
+    assert first is not None
+    exact = first.spent_kwh + 0.001 * (1000 - first.epoch)
+    assert first.energy_kwh == pytest.approx(exact, rel=1e-9)

@@ -4,17 +4,25 @@ carbontracker extrapolates linearly after the first epoch and can only ask a per
 up to `warmup_epochs` are left out of the rate (they carry one-time costs: imports, allocator warm-up); after
 each later epoch the forecast is
 
-    forecast = spent so far + mean energy per post-warm-up epoch x epochs still to run
+    forecast = spent so far + energy per epoch x epochs still to run
 
 where "spent so far" is everything the stage has cost since it started (so fixed costs are counted exactly,
-not extrapolated). CO2 follows from the intensity the stage is charged. Pure logic, no I/O.
+not extrapolated), and the energy per epoch is the median over the latest windows (spans between two meter
+readings) of each window's energy per epoch: one slow or noisy window (another process busy for a second) moves a
+mean since warm-up, not a median. The first forecast comes after `min_window_s` of training, cut into
+WINDOWS_BEFORE_FIRST windows. CO2 follows from the intensity the stage is charged. Pure logic, no I/O.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+WINDOWS_BEFORE_FIRST = 4  # the first forecast's median is over this many windows
+WINDOWS_KEPT = 5  # later forecasts: the median of the latest windows, so the rate follows a run that changes pace
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,10 @@ class Forecaster:
     """Call `observe` at the end of every epoch with a way to read the stage's cumulative energy.
 
     Reading the meter costs a few milliseconds, a lot next to a 30 ms epoch, so it is read when it matters: at
-    the end of warm-up, then once at least `min_window_s` of training has passed since (the first forecast:
-    a shorter window would let the 10 ms granularity of the OS's CPU clock skew the rate), then at most every
-    `sample_every_s` seconds. The rate only needs two readings, so skipping epochs loses no accuracy.
+    the end of warm-up, then every `min_window_s / WINDOWS_BEFORE_FIRST` seconds until the first forecast (after
+    `min_window_s` of training: shorter windows would let the 10 ms granularity of the OS's CPU clock skew the
+    rate), then at most every `sample_every_s` seconds. A window's rate needs only its two readings, so skipping
+    epochs loses no accuracy.
     """
 
     def __init__(
@@ -65,7 +74,9 @@ class Forecaster:
         self._clock = clock
         self._last_sample = -float("inf")
         self._at_warmup_end: float | None = None
-        self._warmup_epoch = 0
+        self._warmup_at = 0.0
+        self._last_reading: tuple[int, float] = (0, 0.0)  # (epoch, kWh) of the latest meter reading
+        self._rates: deque[float] = deque(maxlen=WINDOWS_KEPT)  # kWh per epoch of each window
         self._warned = False
         self.first: Forecast | None = None
         self.previous: Forecast | None = None
@@ -82,16 +93,20 @@ class Forecaster:
             return None
         if self._at_warmup_end is None:
             self._at_warmup_end = read_kwh()
-            self._warmup_epoch = epoch
-            self._last_sample = self._clock()
+            self._last_reading = (epoch, self._at_warmup_end)
+            self._last_sample = self._warmup_at = self._clock()
             return None
-        wait = self._window if self.first is None else self._every
+        wait = self._window / WINDOWS_BEFORE_FIRST if self.first is None else self._every
         if self._clock() - self._last_sample < wait and epoch < self._total:
             return None
         self._last_sample = self._clock()
         spent_kwh = read_kwh()
-        per_epoch = (spent_kwh - self._at_warmup_end) / (epoch - self._warmup_epoch)
-        total = spent_kwh + per_epoch * (self._total - epoch)
+        before_epoch, before_kwh = self._last_reading
+        self._rates.append((spent_kwh - before_kwh) / (epoch - before_epoch))
+        self._last_reading = (epoch, spent_kwh)
+        if self.first is None and self._clock() - self._warmup_at < self._window and epoch < self._total:
+            return None  # still collecting the first forecast's windows
+        total = spent_kwh + statistics.median(self._rates) * (self._total - epoch)
         forecast = Forecast(epoch, spent_kwh, total, total * self._kg_per_kwh, self._budget)
         self.first = self.first or forecast
         self.previous, self.latest = self.latest, forecast
