@@ -32,3 +32,9 @@ def test_callback_benchmark_prints_forecast_error_and_savings(tool_env: dict[str
         [sys.executable, "-m", "benchmarks.budget_callbacks", "--epochs", "40", "--frameworks", "plain"], ROOT, tool_env
     )
     assert "first forecast (after epoch" in out.stdout and "the abort saved" in out.stdout
+
+
+@pytest.mark.integration
+def test_attribution_benchmark_prints_what_the_records_hold(tool_env: dict[str, str]) -> None:
+    out = run([sys.executable, "-m", "benchmarks.attribution", "cpu", "--epochs", "2"], ROOT, tool_env)
+    assert "% of what the pipeline's own processes spent" in out.stdout and "the tool's own cost" in out.stdout

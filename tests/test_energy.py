@@ -130,3 +130,26 @@ def test_tree_cpu_seconds_count_a_launched_process_and_its_children_once() -> No
     subprocess.run([sys.executable, "-c", launcher], check=True)
     spent = tree_cpu_seconds() - before
     assert 0.5 <= spent < 0.5 + 1.5  # the grandchild's 0.5 s once, plus two interpreters' start-up
+
+
+def test_the_tools_own_usage_is_charged_at_its_executions_rates() -> None:
+    """Hand-computed: 10 CPU-s at 8 W / 2 threads and 5 GB-s at 0.392 W/GB, PUE 1.5, 400 g/kWh."""
+    from carbon_budget.measure.energy import charge_usage
+    from tests.test_budgets import record
+
+    like = record("gate", 1e-6).model_copy(
+        update={
+            "pue": 1.5,
+            "carbon_intensity_g_per_kwh": 400.0,
+            "hardware": record("gate", 1e-6).hardware.model_copy(update={"cpu_tdp_w": 8.0, "cpu_count": 2}),
+            "extra_metrics": {"ram_w_per_gb": 0.392},
+        }
+    )
+    reading = charge_usage(10.0, 5.0, 3.0, like)
+    assert reading.cpu_energy_kwh == pytest.approx(10 * 4 * 1.5 / 3.6e6)
+    assert reading.ram_energy_kwh == pytest.approx(5 * 0.392 * 1.5 / 3.6e6)
+    assert reading.energy_kwh == pytest.approx(reading.cpu_energy_kwh + reading.ram_energy_kwh)
+    assert reading.co2_kg == pytest.approx(reading.energy_kwh * 0.4)
+    assert reading.methods == {"cpu": "estimated:cpu_time_x_tdp", "gpu": "none", "ram": "estimated:rss_x_w_per_gb"}
+    sensor = like.model_copy(update={"hardware": like.hardware.model_copy(update={"cpu_tdp_w": None})})
+    assert charge_usage(10.0, 5.0, 3.0, sensor).methods["cpu"] == "none"  # no rate is guessed

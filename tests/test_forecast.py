@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from carbon_budget.measure import quiet
 from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
+from carbon_budget.measure.stage import StageRun
 
 
 class Clock:
@@ -107,3 +113,18 @@ def test_one_slow_window_does_not_move_the_rate() -> None:
     assert first is not None
     exact = first.spent_kwh + 0.001 * (1000 - first.epoch)
     assert first.energy_kwh == pytest.approx(exact, rel=1e-9)
+
+
+def test_a_forecasting_stage_keeps_background_work_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a stage forecasts, `forecasts_running` is true (the worker waits before each warm-up step); a marker
+    left by a process that is gone (killed) does not hold anyone up, and is cleared."""
+    monkeypatch.setattr(quiet.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert not quiet.forecasts_running()
+    with StageRun("train", record_file=tmp_path / "train.json", forecasts=True):
+        assert quiet.forecasts_running()
+        assert quiet.wait_for_quiet(0.3) >= 0.3
+    assert not quiet.forecasts_running() and quiet.wait_for_quiet(5.0) < 0.1
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = quiet._folder() / dead.stdout.strip()
+    left.touch()
+    assert not quiet.forecasts_running() and not left.exists()
