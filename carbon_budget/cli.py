@@ -114,31 +114,53 @@ def sync(tracking_uri: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the report here too.")
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
-def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Path) -> None:
+@click.option(
+    "--remeasure",
+    "runs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rerun base and head side by side N times each, alternated, and compare medians (default: report.remeasure).",
+)
+def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Path, runs: int | None) -> None:
     """What this revision costs (energy, CO2, model size, accuracy), against BASE and against its budgets.
 
     Exits 0 even when over budget: the gate decides; the report explains. With GITHUB_STEP_SUMMARY set, the
     markdown is appended to the job summary.
     """
     import os
+    from dataclasses import replace
 
-    from carbon_budget.config import read_params_file
+    from carbon_budget.config import ReportParams, parse_section, read_params_file
     from carbon_budget.gate.evidence import budgeted_stages, judge_file
     from carbon_budget.report import compare as reporting
+    from carbon_budget.report.noise import Noise
 
     root = Path.cwd()
     try:
         verdict, _ = judge_file(params_file, root)
-        stages = budgeted_stages(root / "dvc.yaml", read_params_file(params_file))
+        raw = read_params_file(params_file)
+        settings = parse_section(raw, "report", ReportParams, str(params_file))
+        stages = budgeted_stages(root / "dvc.yaml", raw)
         current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
         base, commit = None, None
+        noise = Noise(
+            f"default: params.yaml report.noise_pct ({settings.noise_pct:g} %), no repeated measurement",
+            settings.noise_pct,
+        )
         if base_ref:
             reader, commit = reporting.git_reader(root, base_ref)
             base = reporting.load_side(base_ref, reader, stages)
+            runs = settings.remeasure if runs is None else runs
+            if runs:
+                from carbon_budget.report.remeasure import remeasure
+
+                head_records, base_records, noise = remeasure(root, commit, runs, stages, settings.noise_pct)
+                current = replace(current, records=head_records)
+                base = replace(base, records=base_records)
     except CarbonBudgetError as exc:
         _fail(exc)
         return
-    document = reporting.compare(current, base, verdict, commit)
+    document = reporting.compare(current, base, verdict, commit, noise)
     markdown = reporting.render_markdown(document)
     text = json.dumps(document, indent=2, sort_keys=True) + "\n" if fmt == "json" else markdown
     click.echo(text, nl=False)

@@ -85,6 +85,16 @@ class MlflowParams(Section):
     experiment: str = "carbon-budget"
 
 
+class ReportParams(Section):
+    """How `carbon-budget report` tells a change from noise (docs/pr-report.md)."""
+
+    # the band a change must leave to be called a regression or an improvement, when no repeated measurement
+    # gives one: five forced reruns of one commit moved the train stage's energy by 7.5 % on a quiet 2-core host
+    noise_pct: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 10.0
+    # side-by-side remeasurement in the pull-request workflow: how many alternated runs of base and head (0: off)
+    remeasure: Annotated[int, Field(ge=0, le=20)] = 0
+
+
 def _submodel(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation such as `StageBudget`, `X | None` or `dict[str, X]`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

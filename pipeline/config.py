@@ -19,6 +19,7 @@ from carbon_budget.config import (
     ForecastParams,
     MlflowParams,
     PositiveFloat,
+    ReportParams,
     Section,
     read_params_file,
     validate,
@@ -156,6 +157,7 @@ class Params(Section):
     carbon: CarbonParams = CarbonParams()
     budget: ModelBudgetParams
     mlflow: MlflowParams = MlflowParams()
+    report: ReportParams = ReportParams()
     distill: DistillParams = DistillParams()
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from carbon_budget.gate.budgets import Verdict
 from carbon_budget.gate.payback import describe, distillation_payback
 from carbon_budget.records.dvcyaml import DVC_FILE, generated_recorded_stages
 from carbon_budget.records.record import summarize_methods
+from carbon_budget.report.noise import Noise, judge, unlike
 
 Reader = Callable[[str], str | None]
 # Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
@@ -135,7 +136,7 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _delta(current: float | None, base: float | None) -> dict[str, float | None]:
+def _delta(current: float | None, base: float | None) -> dict[str, Any]:
     if current is None or base is None:
         return {"current": current, "base": base, "delta": None, "delta_pct": None}
     pct = (current - base) / base * 100 if base else None
@@ -183,30 +184,60 @@ BUDGET_OF = {
 }
 
 
-def compare(current: Side, base: Side | None, verdict: Verdict, base_commit: str | None = None) -> dict[str, Any]:
+# figures that depend on the machine's power model (compared only between records measured alike), and work
+# figures that do not (compared in every case)
+MEASURED_FIGURES = ("duration_s", "energy_kwh", "co2_kg")
+WORK_FIGURES = ("cpu_s", "epochs_run")
+
+
+def _stage_entry(name: str, record: dict[str, Any], before: dict[str, Any] | None, noise: Noise) -> dict[str, Any]:
+    differs = unlike(record, before) if before and "hardware" in record and "hardware" in before else None
+    entry: dict[str, Any] = {"stage": name, "measurement": _measurement(record)}
+    if before is not None and record.get("record_id") and record.get("record_id") == before.get("record_id"):
+        entry["rerun"] = False  # DVC did not rerun it: this is the base's own record
+    for key in MEASURED_FIGURES:
+        entry[key] = _delta(record.get(key), before.get(key) if before else None)
+        if differs:
+            entry[key].update(change_pct=None, noise_pct=None, significant=False, verdict="not compared")
+        else:
+            entry[key].update(judge(record.get(key), before.get(key) if before else None, noise.band(f"{name}.{key}")))
+    for key in WORK_FIGURES:
+        mine, theirs = (r.get("extra_metrics", {}).get(key) if r else None for r in (record, before))
+        if mine is not None:
+            entry[key] = {**_delta(mine, theirs), **judge(mine, theirs, noise.band(f"{name}.{key}"))}
+    if differs:
+        entry["not_compared"] = differs
+    return entry
+
+
+def compare(
+    current: Side,
+    base: Side | None,
+    verdict: Verdict,
+    base_commit: str | None = None,
+    noise: Noise | None = None,
+) -> dict[str, Any]:
     """The whole report as plain data: the JSON output, and what the markdown is drawn from."""
+    noise = noise or Noise("default: params.yaml report.noise_pct (no repeated measurement)", 10.0)
     base_records = base.records if base else {}
     budgets = current.params.get("budget") or {}
-    stages = []
-    for name, record in current.records.items():
-        before = base_records.get(name)
-        stages.append(
-            {
-                "stage": name,
-                "measurement": _measurement(record),
-                **{
-                    key: _delta(record.get(key), before.get(key) if before else None)
-                    for key in ("duration_s", "energy_kwh", "co2_kg")
-                },
-            }
-        )
+    stages = [_stage_entry(name, record, base_records.get(name), noise) for name, record in current.records.items()]
+    unlike_stages = [s["stage"] for s in stages if "not_compared" in s]
     totals = {}
     for name in FIGURES:
         entry = _delta(current.figure(name), base.figure(name) if base else None)
+        measured = name in (*MEASURED_FIGURES, "accuracy_per_kwh")
+        if measured and unlike_stages:
+            entry.update(change_pct=None, noise_pct=None, significant=False, verdict="not compared")
+            entry["not_compared"] = f"stages measured differently from the base: {', '.join(unlike_stages)}"
+        else:  # a model's size, parameters and accuracy are the work itself: no power model, no band by default
+            band = noise.band(f"total.{name}") if measured else noise.by_figure.get(f"total.{name}", 0.0)
+            entry.update(judge(entry["current"], entry["base"], band))
         if name in BUDGET_OF and isinstance(budgets.get(BUDGET_OF[name]), int | float):
             entry["budget"] = budgets[BUDGET_OF[name]]
         totals[name] = entry
     return {
+        "noise": {"source": noise.source, "default_pct": noise.default_pct},
         "verdict": {"passed": verdict.passed, "failures": verdict.failures()},
         "base": None
         if base is None
@@ -292,6 +323,15 @@ def _change(entry: dict[str, Any], fmt: Callable[[float | None], str]) -> str:
     return text + (f" ({pct:+.1f}%)" if pct is not None and math.isfinite(pct) else "")
 
 
+def _versus_noise(entry: dict[str, Any]) -> str:
+    """How a change reads against its noise band, in a table cell."""
+    if entry.get("verdict") in (None, "not compared"):
+        return "not compared" if entry.get("not_compared") or entry.get("verdict") else ""
+    if entry["significant"]:
+        return f"**{entry['verdict']}** (beyond ±{entry['noise_pct']:.1f} %)"
+    return f"no significant change (±{entry['noise_pct']:.1f} %)"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
     lines = ["<!-- carbon-budget-report -->"]
@@ -320,8 +360,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         if raised:
             lines.append("\n_This change relaxes its own budget: reviewers, please confirm it is intended._")
     lines.append(f"\n### Totals ({report['measurement']})\n")
-    lines.append("| figure | this change | base | change | budget |")
-    lines.append("|---|---:|---:|---:|---:|")
+    lines.append(f"_Noise band: {report['noise']['source']}._\n")
+    lines.append("| figure | this change | base | change | vs noise | budget |")
+    lines.append("|---|---:|---:|---:|---|---:|")
     for name, entry in report["totals"].items():
         if entry["current"] is None and entry["base"] is None and "budget" not in entry:
             continue  # a project without a model has no size or accuracy to show
@@ -330,17 +371,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         if name == "test_accuracy" and budget:
             budget = f"≥ {budget}"
         lines.append(
-            f"| {LABELS[name]} | {fmt(entry['current'])} | {fmt(entry['base'])} | {_change(entry, fmt)} | {budget} |"
+            f"| {LABELS[name]} | {fmt(entry['current'])} | {fmt(entry['base'])} | {_change(entry, fmt)}"
+            f" | {_versus_noise(entry) if report['base'] else ''} | {budget} |"
         )
     lines.append("\n### Per stage\n")
-    lines.append("| stage | duration | Δ | energy | Δ | CO2-eq | Δ | how |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("| stage | duration | Δ | energy | Δ | energy vs noise | CO2-eq | Δ | how |")
+    lines.append("|---|---:|---:|---:|---:|---|---:|---:|---|")
     for stage in report["stages"]:
         cells = []
         for key in ("duration_s", "energy_kwh", "co2_kg"):
             entry, fmt = stage[key], FORMATS[key]
             cells += [fmt(entry["current"]), _change(entry, fmt)]
-        lines.append(f"| {stage['stage']} | {' | '.join(cells)} | {stage['measurement']} |")
+            if key == "energy_kwh":
+                cells.append(_versus_noise(entry) if report["base"] else "")
+        how = stage["measurement"] + ("; not rerun (the base's record)" if stage.get("rerun") is False else "")
+        lines.append(f"| {stage['stage']} | {' | '.join(cells)} | {how} |")
+    unlike_lines = [f"- {s['stage']}: {s['not_compared']}" for s in report["stages"] if s.get("not_compared")]
+    if unlike_lines:
+        lines.append("\nEnergy and CO2 not compared (measured differently; no regression is claimed for them):")
+        lines += unlike_lines
     if report.get("distillation"):
         lines += ["\n### Distillation\n", describe(report["distillation"]) + "."]
     if report["params_changes"]:

@@ -1,0 +1,85 @@
+"""Tell a change from noise, and compare like with like.
+
+Two records measured on different machines, or by different methods, cannot be compared for energy: a laptop's
+RAPL figure and a CI runner's TDP estimate differ by more than most changes. Each record has a fingerprint of
+what measured it; energy and CO2 are compared only between equal fingerprints. Work figures that do not depend on
+the machine's power model (CPU-seconds, epochs, parameters, model size) are compared in every case.
+
+A change is significant only when it leaves the noise band: the spread of repeated measurements (base and head
+remeasured side by side, or the base branch's executions in MLflow), never narrower than `report.noise_pct`,
+which is also the band when nothing was repeated, and then said to be a default.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+# what measured a record: a difference in any of these changes its energy without any change in the work
+_FINGERPRINT = (
+    ("hardware", "cpu_model"),
+    ("hardware", "cpu_count"),
+    ("hardware", "cpu_tdp_w"),
+    ("hardware", "gpu_model"),
+    ("hardware", "gpu_count"),
+    ("extra_metrics", "ram_w_per_gb"),
+    ("methods", "cpu"),
+    ("methods", "gpu"),
+    ("methods", "ram"),
+    ("", "pue"),
+    ("", "tracking_mode"),
+)
+
+
+def fingerprint(record: dict[str, Any]) -> dict[str, Any]:
+    """What measured a record, as `section.key` -> value (None where the record does not say)."""
+    found = {}
+    for section, key in _FINGERPRINT:
+        holder = record.get(section) if section else record
+        found[f"{section}.{key}" if section else key] = holder.get(key) if isinstance(holder, dict) else None
+    return found
+
+
+def _machine(record: dict[str, Any]) -> str:
+    hardware = record.get("hardware") or {}
+    tdp = hardware.get("cpu_tdp_w")
+    return f"{hardware.get('cpu_model', '?')} x{hardware.get('cpu_count', '?')}" + (f" at {tdp:g} W" if tdp else "")
+
+
+def unlike(current: dict[str, Any], base: dict[str, Any]) -> str | None:
+    """None when the two records were measured alike; else one line saying what differs."""
+    a, b = fingerprint(current), fingerprint(base)
+    differing = [key for key in a if a[key] != b[key]]
+    if not differing:
+        return None
+    return f"base measured on {_machine(base)}, head on {_machine(current)} (differs: {', '.join(differing)})"
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The band each figure must leave to count as a change, in percent, and where it came from."""
+
+    source: str
+    default_pct: float
+    by_figure: dict[str, float] = field(default_factory=dict)  # "total.energy_kwh", "train.energy_kwh", ...
+
+    def band(self, name: str) -> float:
+        return max(self.by_figure.get(name, 0.0), self.default_pct)
+
+
+def spread_pct(values: list[float]) -> float:
+    """The relative range of repeated measurements of one thing, in percent of their median."""
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / middle * 100 if middle else 0.0
+
+
+def judge(current: float | None, base: float | None, noise_pct: float) -> dict[str, Any]:
+    """change_pct, noise_pct and significant for one figure; a regression or an improvement only out of the band."""
+    if current is None or base is None or not base or not math.isfinite(current / base):
+        return {"change_pct": None, "noise_pct": noise_pct, "significant": False, "verdict": "not compared"}
+    change = (current - base) / abs(base) * 100
+    significant = abs(change) > noise_pct
+    verdict = ("regression" if change > 0 else "improvement") if significant else "no significant change"
+    return {"change_pct": change, "noise_pct": noise_pct, "significant": significant, "verdict": verdict}

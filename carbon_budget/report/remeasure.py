@@ -1,0 +1,119 @@
+"""Measure base and head side by side on this machine: the noise band of the pull-request report, first choice.
+
+`carbon-budget report --base REF --remeasure N` checks the base and this revision (HEAD plus the work tree's
+uncommitted changes) out into temporary git worktrees that share this project's DVC cache, and reruns the
+measured stages (`dvc repro --force`) of each, alternating base and head N times so the host's drift hits both
+alike. Each side's figure is its median run (the run whose total energy is the median, so its stages still add
+up to its total); the noise band of each figure is the larger relative range of the two sides' runs.
+Remeasured runs publish to a throwaway MLflow store, not the team's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from carbon_budget import layout
+from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.report.noise import Noise, spread_pct
+
+
+def _git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    done = subprocess.run(["git", *args], cwd=root, input=stdin, capture_output=True)
+    if done.returncode != 0:
+        raise CarbonBudgetError(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def _worktree(root: Path, where: Path, commit: str) -> None:
+    _git(root, "worktree", "add", "--detach", "--force", str(where), commit)
+    dvc = shutil.which("dvc") or "dvc"
+    # the project's own cache: outputs and data are shared, not downloaded or rebuilt from nothing
+    subprocess.run(
+        [dvc, "config", "--local", "cache.dir", str((root / ".dvc" / "cache").resolve())],
+        cwd=where,
+        capture_output=True,
+        check=False,
+    )
+    subprocess.run([dvc, "checkout", "--quiet"], cwd=where, capture_output=True, check=False)
+
+
+def _run(where: Path, stages: list[str], env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    done = subprocess.run(
+        [shutil.which("dvc") or "dvc", "repro", "--force"], cwd=where, env=env, capture_output=True, text=True
+    )
+    records = {}
+    for stage in stages:
+        path = where / layout.record_path(stage)
+        if path.is_file():
+            records[stage] = json.loads(path.read_text())
+    if not records:
+        raise CarbonBudgetError(
+            f"remeasuring in {where.name}: `dvc repro --force` wrote no record\n{done.stderr[-800:]}"
+        )
+    return records
+
+
+def _median_run(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    totals = [sum(r.get("energy_kwh", 0.0) for r in run.values()) for run in runs]
+    middle = statistics.median_low(totals)
+    return runs[totals.index(middle)]
+
+
+def _spreads(runs: list[dict[str, dict[str, Any]]]) -> dict[str, float]:
+    spreads = {"total.energy_kwh": spread_pct([sum(r["energy_kwh"] for r in run.values()) for run in runs])}
+    spreads["total.co2_kg"] = spread_pct([sum(r["co2_kg"] for r in run.values()) for run in runs])
+    for stage in runs[0]:
+        for key in ("energy_kwh", "co2_kg", "duration_s"):
+            values = [run[stage][key] for run in runs if stage in run]
+            spreads[f"{stage}.{key}"] = spread_pct(values)
+    return spreads
+
+
+def remeasure(
+    root: Path,
+    base_commit: str,
+    runs: int,
+    stages: list[str],
+    default_pct: float,
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], Noise]:
+    """(head's median records, base's median records, the noise band), from `runs` alternated runs of each."""
+    if runs < 1:
+        raise CarbonBudgetError(f"--remeasure {runs}: give at least 1 run of each side")
+    with tempfile.TemporaryDirectory(prefix="carbon-budget-remeasure-") as tmp:
+        places = {"base": Path(tmp) / "base", "head": Path(tmp) / "head"}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}"}
+        env.pop("DVC_ROOT", None)
+        try:
+            _worktree(root, places["base"], base_commit)
+            _worktree(root, places["head"], "HEAD")
+            patch = _git(root, "diff", "HEAD", "--binary")
+            if patch.strip():  # this revision is the work tree, uncommitted changes included
+                _git(places["head"], "apply", "--whitespace=nowarn", stdin=patch)
+            measured: dict[str, list[dict[str, dict[str, Any]]]] = {"base": [], "head": []}
+            for index in range(runs):
+                order = ("base", "head") if index % 2 == 0 else ("head", "base")
+                for side in order:
+                    progress(f"remeasure {index + 1}/{runs}: {side} ...")
+                    measured[side].append(_run(places[side], stages, env))
+        finally:
+            for place in places.values():
+                subprocess.run(["git", "worktree", "remove", "--force", str(place)], cwd=root, capture_output=True)
+    spreads = {}
+    for side in ("base", "head"):
+        for name, value in _spreads(measured[side]).items():
+            spreads[name] = max(spreads.get(name, 0.0), value)
+    source = (
+        f"remeasured side by side on this machine: base and head alternated {runs} time(s), medians compared; band ="
+        f" the larger spread of either side's runs, never under params.yaml report.noise_pct ({default_pct:g} %)"
+    )
+    return _median_run(measured["head"]), _median_run(measured["base"]), Noise(source, default_pct, spreads)
