@@ -4,7 +4,8 @@
 uncommitted changes) out into temporary git worktrees that share this project's DVC cache, and reruns the
 measured stages (`dvc repro --force`) of each, alternating base and head N times so the host's drift hits both
 alike. Each side's figure is its median run (the run whose total energy is the median, so its stages still add
-up to its total); the noise band of each figure is the larger relative range of the two sides' runs.
+up to its total); the noise band of each figure is the relative range of the base's runs plus the head's (two
+medians of a few noisy runs each can lie that far apart with no change at all).
 Remeasured runs publish to a throwaway MLflow store, not the team's.
 """
 
@@ -108,12 +109,13 @@ def remeasure(
         finally:
             for place in places.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(place)], cwd=root, capture_output=True)
-    spreads = {}
+    # the two sides' spreads added: two medians of a few noisy runs each can lie that far apart with no change
+    spreads: dict[str, float] = {}
     for side in ("base", "head"):
         for name, value in _spreads(measured[side]).items():
-            spreads[name] = max(spreads.get(name, 0.0), value)
+            spreads[name] = spreads.get(name, 0.0) + value
     source = (
         f"remeasured side by side on this machine: base and head alternated {runs} time(s), medians compared; band ="
-        f" the larger spread of either side's runs, never under params.yaml report.noise_pct ({default_pct:g} %)"
+        f" the spread of the base's runs plus the head's, never under params.yaml report.noise_pct ({default_pct:g} %)"
     )
     return _median_run(measured["head"]), _median_run(measured["base"]), Noise(source, default_pct, spreads)
