@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from carbon_budget.gate.budgets import Verdict
 from carbon_budget.report.compare import (
     Side,
@@ -13,6 +15,8 @@ from carbon_budget.report.compare import (
     render_markdown,
     size,
 )
+from carbon_budget.report.noise import Noise, unlike
+from carbon_budget.report.remeasure import _median_run, _spreads
 
 
 def side(label: str, energy_kwh: float, epochs: int = 20, budget: float = 0.001) -> Side:
@@ -78,3 +82,72 @@ def test_a_project_without_a_model_gets_no_empty_model_rows() -> None:
     assert "| energy |" in markdown and "| sort |" in markdown
     for label in ("model size", "parameters", "test accuracy", "accuracy per kWh"):
         assert f"| {label} |" not in markdown
+
+
+def measured_side(
+    label: str, energy_kwh: float, cpu_model: str = "Intel(R) Xeon(R) Processor", cpu_s: float = 5.0
+) -> Side:
+    """A side whose train record says what measured it, as records written today do."""
+    plain = side(label, energy_kwh)
+    record = {
+        **plain.records["train"],
+        "record_id": f"{label}-train",
+        "pue": 1.0,
+        "tracking_mode": "process",
+        "hardware": {"cpu_model": cpu_model, "cpu_count": 2, "cpu_tdp_w": 8.0, "gpu_model": "", "gpu_count": 0},
+        "extra_metrics": {"ram_w_per_gb": 0.392, "cpu_s": cpu_s},
+    }
+    return Side(label, plain.params, {"train": record}, plain.export)
+
+
+def test_every_figure_carries_its_change_noise_and_significance() -> None:
+    document = compare(measured_side("head", 1.05e-5), measured_side("base", 1e-5), Verdict([]))
+    energy_total = document["totals"]["energy_kwh"]
+    assert {"change_pct", "noise_pct", "significant"} <= set(energy_total)
+    assert energy_total["change_pct"] == pytest.approx(5.0) and energy_total["noise_pct"] == 10.0
+    assert energy_total["significant"] is False and energy_total["verdict"] == "no significant change"
+    assert "default" in document["noise"]["source"]  # said to be a default, not a measurement
+    train = document["stages"][0]
+    assert train["energy_kwh"]["significant"] is False and train["cpu_s"]["change_pct"] == pytest.approx(0.0)
+    assert "no significant change (±10.0 %)" in render_markdown(document)
+
+
+def test_tripled_training_is_a_significant_regression() -> None:
+    document = compare(measured_side("head", 3e-5, cpu_s=15.0), measured_side("base", 1e-5), Verdict([]))
+    assert document["totals"]["energy_kwh"]["significant"] is True
+    assert document["totals"]["energy_kwh"]["verdict"] == "regression"
+    assert document["stages"][0]["cpu_s"]["verdict"] == "regression"
+    assert "**regression**" in render_markdown(document)
+
+
+def test_a_band_measured_wider_than_the_default_wins() -> None:
+    noise = Noise("remeasured", 10.0, {"total.energy_kwh": 25.0})
+    document = compare(measured_side("head", 1.2e-5), measured_side("base", 1e-5), Verdict([]), noise=noise)
+    assert document["totals"]["energy_kwh"]["noise_pct"] == 25.0
+    assert document["totals"]["energy_kwh"]["significant"] is False
+
+
+def test_records_measured_differently_are_never_compared_for_energy() -> None:
+    """Half the energy on another CPU is not an improvement: it says what differs, claims nothing; work is compared."""
+    base = measured_side("base", 2e-5, cpu_model="Other Vendor CPU 9000")
+    document = compare(measured_side("head", 1e-5), base, Verdict([]))
+    for entry in (document["totals"]["energy_kwh"], document["totals"]["co2_kg"], document["stages"][0]["energy_kwh"]):
+        assert entry["significant"] is False and entry["change_pct"] is None and entry["verdict"] == "not compared"
+    assert "base measured on Other Vendor CPU 9000 x2 at 8 W" in document["stages"][0]["not_compared"]
+    assert document["stages"][0]["cpu_s"]["verdict"] == "no significant change"  # work figures still compared
+    assert "no regression is claimed" in render_markdown(document)
+    assert unlike(base.records["train"], base.records["train"]) is None
+
+
+def test_a_stage_dvc_did_not_rerun_is_marked() -> None:
+    head, base = measured_side("head", 1e-5), measured_side("base", 1e-5)
+    head.records["train"]["record_id"] = base.records["train"]["record_id"]
+    document = compare(head, base, Verdict([]))
+    assert document["stages"][0]["rerun"] is False
+    assert "not rerun (the base's record)" in render_markdown(document)
+
+
+def test_remeasured_sides_keep_a_median_run_whose_stages_add_up() -> None:
+    runs = [{"train": {"energy_kwh": e, "co2_kg": e * 0.4, "duration_s": 1.0}} for e in (1.0, 1.2, 0.9)]
+    assert _median_run(runs)["train"]["energy_kwh"] == 1.0
+    assert _spreads(runs)["total.energy_kwh"] == pytest.approx(30.0)
