@@ -22,7 +22,7 @@ from tests.conftest import BIN, ROOT, run
 pytestmark = pytest.mark.integration
 
 # enough epochs to forecast after warm-up (a 1 s window, then two forecasts 0.5 s apart confirm an overrun)
-EPOCHS = 80  # training outweighs start-up (imports), so an early stop has most of a run to save
+EPOCHS = 160  # training outweighs start-up (imports, now charged too), so an early stop has most of a run to save
 FORECAST = {"warmup_epochs": 1, "on_overrun": "abort", "sample_every_s": 0.5, "min_window_s": 1.0}
 
 
