@@ -143,10 +143,7 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
         stages = budgeted_stages(root / "dvc.yaml", raw)
         current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
         base, commit = None, None
-        noise = Noise(
-            f"default: params.yaml report.noise_pct ({settings.noise_pct:g} %), no repeated measurement",
-            settings.noise_pct,
-        )
+        noise = Noise.default(settings.noise_pct)
         if base_ref:
             reader, commit = reporting.git_reader(root, base_ref)
             base = reporting.load_side(base_ref, reader, stages)

@@ -18,13 +18,14 @@ from typing import Any
 import yaml
 
 from carbon_budget import layout
+from carbon_budget.config import ReportParams
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import parse_yaml
 from carbon_budget.gate.budgets import Verdict
 from carbon_budget.gate.payback import describe, distillation_payback
 from carbon_budget.records.dvcyaml import DVC_FILE, generated_recorded_stages
 from carbon_budget.records.record import summarize_methods
-from carbon_budget.report.noise import Noise, judge, unlike
+from carbon_budget.report.noise import NOT_COMPARED, Noise, judge, unlike
 
 Reader = Callable[[str], str | None]
 # Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
@@ -197,14 +198,12 @@ def _stage_entry(name: str, record: dict[str, Any], before: dict[str, Any] | Non
         entry["rerun"] = False  # DVC did not rerun it: this is the base's own record
     for key in MEASURED_FIGURES:
         entry[key] = _delta(record.get(key), before.get(key) if before else None)
-        if differs:
-            entry[key].update(change_pct=None, noise_pct=None, significant=False, verdict="not compared")
-        else:
-            entry[key].update(judge(record.get(key), before.get(key) if before else None, noise.band(f"{name}.{key}")))
+        entry[key].update(NOT_COMPARED if differs else judge(entry[key]["delta_pct"], noise.band(f"{name}.{key}")))
     for key in WORK_FIGURES:
         mine, theirs = (r.get("extra_metrics", {}).get(key) if r else None for r in (record, before))
         if mine is not None:
-            entry[key] = {**_delta(mine, theirs), **judge(mine, theirs, noise.band(f"{name}.{key}"))}
+            entry[key] = _delta(mine, theirs)
+            entry[key].update(judge(entry[key]["delta_pct"], noise.band(f"{name}.{key}")))
     if differs:
         entry["not_compared"] = differs
     return entry
@@ -218,7 +217,7 @@ def compare(
     noise: Noise | None = None,
 ) -> dict[str, Any]:
     """The whole report as plain data: the JSON output, and what the markdown is drawn from."""
-    noise = noise or Noise("default: params.yaml report.noise_pct (no repeated measurement)", 10.0)
+    noise = noise or Noise.default(ReportParams().noise_pct)
     base_records = base.records if base else {}
     budgets = current.params.get("budget") or {}
     stages = [_stage_entry(name, record, base_records.get(name), noise) for name, record in current.records.items()]
@@ -228,11 +227,11 @@ def compare(
         entry = _delta(current.figure(name), base.figure(name) if base else None)
         measured = name in (*MEASURED_FIGURES, "accuracy_per_kwh")
         if measured and unlike_stages:
-            entry.update(change_pct=None, noise_pct=None, significant=False, verdict="not compared")
+            entry.update(NOT_COMPARED)
             entry["not_compared"] = f"stages measured differently from the base: {', '.join(unlike_stages)}"
         else:  # a model's size, parameters and accuracy are the work itself: no power model, no band by default
             band = noise.band(f"total.{name}") if measured else noise.by_figure.get(f"total.{name}", 0.0)
-            entry.update(judge(entry["current"], entry["base"], band))
+            entry.update(judge(entry["delta_pct"], band))
         if name in BUDGET_OF and isinstance(budgets.get(BUDGET_OF[name]), int | float):
             entry["budget"] = budgets[BUDGET_OF[name]]
         totals[name] = entry

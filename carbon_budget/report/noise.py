@@ -68,6 +68,11 @@ class Noise:
     def band(self, name: str) -> float:
         return max(self.by_figure.get(name, 0.0), self.default_pct)
 
+    @classmethod
+    def default(cls, pct: float) -> Noise:
+        """The band when nothing was measured twice: `report.noise_pct`, said to be a default."""
+        return cls(f"default: params.yaml report.noise_pct ({pct:g} %), no repeated measurement", pct)
+
 
 def spread_pct(values: list[float]) -> float:
     """The relative range of repeated measurements of one thing, in percent of their median."""
@@ -75,11 +80,14 @@ def spread_pct(values: list[float]) -> float:
     return (max(values) - min(values)) / middle * 100 if middle else 0.0
 
 
-def judge(current: float | None, base: float | None, noise_pct: float) -> dict[str, Any]:
-    """change_pct, noise_pct and significant for one figure; a regression or an improvement only out of the band."""
-    if current is None or base is None or not base or not math.isfinite(current / base):
-        return {"change_pct": None, "noise_pct": noise_pct, "significant": False, "verdict": "not compared"}
-    change = (current - base) / abs(base) * 100
-    significant = abs(change) > noise_pct
-    verdict = ("regression" if change > 0 else "improvement") if significant else "no significant change"
-    return {"change_pct": change, "noise_pct": noise_pct, "significant": significant, "verdict": verdict}
+NOT_COMPARED: dict[str, Any] = {"change_pct": None, "noise_pct": None, "significant": False, "verdict": "not compared"}
+
+
+def judge(change_pct: float | None, noise_pct: float) -> dict[str, Any]:
+    """change_pct, noise_pct and significant for one figure whose change is `change_pct` (None: nothing to compare
+    with); a regression or an improvement only out of the band."""
+    if change_pct is None or not math.isfinite(change_pct):
+        return {**NOT_COMPARED, "noise_pct": noise_pct}
+    significant = abs(change_pct) > noise_pct
+    verdict = ("regression" if change_pct > 0 else "improvement") if significant else "no significant change"
+    return {"change_pct": change_pct, "noise_pct": noise_pct, "significant": significant, "verdict": verdict}
