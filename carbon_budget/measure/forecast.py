@@ -73,9 +73,8 @@ class Forecaster:
         self._window = min_window_s
         self._clock = clock
         self._last_sample = -float("inf")
-        self._at_warmup_end: float | None = None
         self._warmup_at = 0.0
-        self._last_reading: tuple[int, float] = (0, 0.0)  # (epoch, kWh) of the latest meter reading
+        self._last_reading: tuple[int, float] | None = None  # (epoch, kWh) of the latest reading; None in warm-up
         self._rates: deque[float] = deque(maxlen=WINDOWS_KEPT)  # kWh per epoch of each window
         self._warned = False
         self.first: Forecast | None = None
@@ -91,9 +90,8 @@ class Forecaster:
         """The forecast after `epoch`, or None while warming up or between samples."""
         if epoch < self._warmup:
             return None
-        if self._at_warmup_end is None:
-            self._at_warmup_end = read_kwh()
-            self._last_reading = (epoch, self._at_warmup_end)
+        if self._last_reading is None:
+            self._last_reading = (epoch, read_kwh())
             self._last_sample = self._warmup_at = self._clock()
             return None
         wait = self._window / WINDOWS_BEFORE_FIRST if self.first is None else self._every
