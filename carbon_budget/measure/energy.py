@@ -318,14 +318,20 @@ def tree_cpu_seconds() -> float:
     return total
 
 
+def charged_kwh(amount: float, watts_per_unit: float, pue: float) -> float:
+    """kWh for `amount` unit-seconds (CPU-seconds, GB-seconds) at `watts_per_unit`, with the data centre's PUE: the
+    one conversion behind every figure charged by what a process used rather than read from a sensor."""
+    return amount * watts_per_unit * pue / 3.6e6
+
+
 def charge_usage(cpu_s: float, ram_gb_s: float, duration_s: float, like: EmissionRecord) -> EnergyReading:
     """Energy for work no tracker watched (the background worker's own CPU-seconds and GB-seconds), charged at
     the rates `like`, a record of the same execution on the same machine, was charged: its TDP per thread, its
     RAM watts per GB, its PUE and intensity. A rate `like` does not hold is not guessed: that part is 0, `none`."""
     tdp, threads = like.hardware.cpu_tdp_w, like.hardware.cpu_count
     ram_w_per_gb = like.extra_metrics.get("ram_w_per_gb")
-    cpu_kwh = cpu_s * tdp / threads * like.pue / 3.6e6 if tdp and threads > 0 else 0.0
-    ram_kwh = ram_gb_s * ram_w_per_gb * like.pue / 3.6e6 if ram_w_per_gb else 0.0
+    cpu_kwh = charged_kwh(cpu_s, tdp / threads, like.pue) if tdp and threads > 0 else 0.0
+    ram_kwh = charged_kwh(ram_gb_s, ram_w_per_gb, like.pue) if ram_w_per_gb else 0.0
     energy_kwh = cpu_kwh + ram_kwh
     return EnergyReading(
         duration_s=duration_s,
@@ -368,16 +374,16 @@ class EnergyMeter:
         self._memory = MemoryMeter(include_self=not wraps_command) if process_mode else None
         self._lock = threading.Lock()
 
-    def start(self, from_process_start: bool = False) -> None:
-        """`from_process_start`: this process is the stage, and the span before the meter starts (interpreter,
-        imports, params validation) is part of its cost: its CPU-seconds count from the process's start, and its
-        memory as a ramp from nothing to what is held when the meter starts. A sensor (RAPL, NVML) cannot read the
-        past: with one, that span is charged by the estimate only where the CPU figure is one."""
+    def start(self, process_started_at: float | None = None) -> None:
+        """`process_started_at` (epoch seconds), given when this process is the stage: the span before the meter
+        starts (interpreter, imports, params validation) is then part of its cost: its CPU-seconds count from the
+        process's start, and its memory as a ramp from nothing to what is held when the meter starts. A sensor
+        (RAPL, NVML) cannot read the past: with one, that span is charged by the estimate only where the CPU figure
+        is one."""
         import time
 
-        import psutil
-
-        self._before_s = max(0.0, time.time() - psutil.Process().create_time()) if from_process_start else 0.0
+        from_process_start = process_started_at is not None
+        self._before_s = max(0.0, time.time() - process_started_at) if process_started_at is not None else 0.0
         # codecarbon logs at INFO during init, before its log_level argument applies; only this variable works.
         os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
         import codecarbon
@@ -413,10 +419,10 @@ class EnergyMeter:
         if watts_per_core is None:
             return None
         cpu_seconds = tree_cpu_seconds() - self._cpu_seconds_at_start
-        return cpu_seconds * watts_per_core * self._carbon.pue / 3.6e6, cpu_seconds
+        return charged_kwh(cpu_seconds, watts_per_core, self._carbon.pue), cpu_seconds
 
     def _ram_kwh(self, gb_seconds: float) -> float:
-        return gb_seconds * self._carbon.ram_w_per_gb * self._carbon.pue / 3.6e6
+        return charged_kwh(gb_seconds, self._carbon.ram_w_per_gb, self._carbon.pue)
 
     def running_reading(self, duration_s: float) -> EnergyReading:
         """A reading of the stage so far, for a checkpoint record: the figures `sample()` gives, and what is known

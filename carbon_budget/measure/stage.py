@@ -176,7 +176,7 @@ class StageRun:
         begun = process_start if self._from_process_start else self._entered
         self._started_at = datetime.fromtimestamp(begun, UTC).isoformat(timespec="milliseconds")
         self.tags["charged_from"] = "process start" if self._from_process_start else "meter start"
-        self._meter.start(self._from_process_start)
+        self._meter.start(process_start if self._from_process_start else None)
         self.extra_metrics["tracker_start_s"] = time.time() - self._entered
         self._checkpoints = threading.Thread(target=self._checkpoint, name="carbon-budget-checkpoint", daemon=True)
         self._checkpoints.start()

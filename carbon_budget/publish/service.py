@@ -33,10 +33,10 @@ class _Spent:
     imports included), memory as GB-seconds from a meter started at once."""
 
     def __init__(self) -> None:
-        self._memory = MemoryMeter()
-        self._memory.start(ramp_s=time.time() - psutil.Process().create_time())
-        self._cpu_s = self._gb_s = 0.0
         self._since = psutil.Process().create_time()
+        self._memory = MemoryMeter()
+        self._memory.start(ramp_s=time.time() - self._since)
+        self._cpu_s = self._gb_s = 0.0
 
     def take(self) -> tuple[float, float, float]:
         """(CPU-seconds, GB-seconds, seconds) since the last call."""
