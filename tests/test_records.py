@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -102,22 +103,71 @@ def test_inputs_changed_since_dvc_ran_the_stage(tmp_path: Path) -> None:
 
 
 def test_a_directory_input_counts_for_staleness(tmp_path: Path) -> None:
-    """The hash is DVC's own (checked against a listing DVC wrote, in tests/test_pipeline.py's repro)."""
+    """The hash is DVC's own (checked against a listing DVC wrote, in tests/test_pipeline.py's repro). The reason
+    names the file inside that changed when dvc.lock records it as another stage's output, and the file count
+    when DVC counted them."""
     folder = tmp_path / "models/trained"
     (folder / "students").mkdir(parents=True)
     (folder / "teacher.pt").write_bytes(b"weights")
     (folder / "students/small.pt").write_bytes(b"student")
     digest = directory_md5(folder)
     assert digest is not None and digest.endswith(".dir")
-    lock = load_lock(lock_with(tmp_path, [{"path": "models/trained", "md5": digest}]))
-    assert lock.changed_inputs("train", tmp_path) == []
+    student = {"path": "models/trained/students/small.pt", "md5": hashlib.md5(b"student").hexdigest()}
+    (tmp_path / "dvc.lock").write_text(
+        json.dumps(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "export": {"cmd": "x", "deps": [{"path": "models/trained", "md5": digest, "nfiles": 2}]},
+                    "distill": {"cmd": "y", "outs": [student]},
+                },
+            }
+        )
+    )
+    lock = load_lock(tmp_path)
+    assert lock.changed_inputs("export", tmp_path) == []
     (folder / "students/small.pt").write_bytes(b"another student")
-    assert lock.changed_inputs("train", tmp_path) == ["its directory models/trained has changed since it ran"]
+    assert lock.changed_inputs("export", tmp_path) == [
+        "its directory models/trained has changed since it ran (models/trained/students/small.pt has changed)"
+    ]
     (folder / "students/small.pt").write_bytes(b"student")
     (folder / "students/extra.pt").write_bytes(b"one more")
-    assert lock.changed_inputs("train", tmp_path) == ["its directory models/trained has changed since it ran"]
+    assert lock.changed_inputs("export", tmp_path) == [
+        "its directory models/trained has changed since it ran (3 files where DVC counted 2)"
+    ]
+    (folder / "students/extra.pt").unlink()
+    (folder / "students/small.pt").unlink()
+    assert lock.changed_inputs("export", tmp_path) == [
+        "its directory models/trained has changed since it ran"
+        " (models/trained/students/small.pt is missing; 1 files where DVC counted 2)"
+    ]
     shutil.rmtree(folder)
-    assert lock.changed_inputs("train", tmp_path) == ["its directory models/trained is missing"]
+    assert lock.changed_inputs("export", tmp_path) == ["its directory models/trained is missing"]
+
+
+def test_a_directory_output_is_compared_file_by_file_with_dvcs_cached_listing(tmp_path: Path) -> None:
+    """DVC caches the listing of a directory a stage outputs: every file in it can then be named."""
+    folder = tmp_path / "models/export"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "README.md").write_bytes(b"card")
+    digest = directory_md5(folder)
+    assert digest is not None
+    listing = tmp_path / ".dvc/cache/files/md5" / digest[:2] / digest[2:]
+    listing.parent.mkdir(parents=True)
+    listing.write_text(
+        json.dumps(
+            [
+                {"md5": hashlib.md5(b"card").hexdigest(), "relpath": "README.md"},
+                {"md5": hashlib.md5(b"onnx").hexdigest(), "relpath": "model.onnx"},
+            ]
+        )
+    )
+    lock = load_lock(lock_with(tmp_path, [{"path": "models/export", "md5": digest}]))
+    (folder / "README.md").write_bytes(b"another card")
+    assert lock.changed_inputs("train", tmp_path) == [
+        "its directory models/export has changed since it ran (models/export/README.md has changed)"
+    ]
 
 
 def test_params_dvc_recorded_must_equal_todays(tmp_path: Path) -> None:

@@ -37,12 +37,43 @@ def directory_md5(path: Path) -> str | None:
     return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
-def _input_drift(path: Path, md5: str) -> str | None:
-    """How a file or directory input parted from the hash DVC recorded for it, or None if it did not."""
+def _cached_listing(root: Path, md5: str) -> dict[str, str] | None:
+    """The file listing DVC keeps in its cache for a directory hash (relative path -> md5), when it has one: DVC
+    stores it for the directories stages output, not for those they only read."""
+    listing = root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    try:
+        entries = json.loads(listing.read_text(encoding="utf-8"))
+        return {str(e["relpath"]): str(e["md5"]) for e in entries}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _input_drift(root: Path, path: str, dep: dict[str, Any], known: dict[str, str]) -> str | None:
+    """How a file or directory input parted from the hash DVC recorded for it, or None if it did not.
+
+    For a directory the reason names the files inside it that went missing or changed, as far as anything recorded
+    says what they were: DVC's cached listing of the directory, else the md5s dvc.lock holds for other stages'
+    outputs inside it (`known`, project path -> md5), else the number of files DVC counted."""
+    md5 = str(dep["md5"])
     if not md5.endswith(".dir"):
-        return file_drift(path, md5)
-    found = directory_md5(path)
-    return "is missing" if found is None else ("has changed" if found != md5 else None)
+        return file_drift(root / path, md5)
+    found = directory_md5(root / path)
+    if found is None:
+        return "is missing"
+    if found == md5:
+        return None
+    cached = _cached_listing(root, md5)
+    expected = (
+        {f"{path}/{rel}": digest for rel, digest in cached.items()}
+        if cached is not None
+        else {p: d for p, d in known.items() if p.startswith(f"{path}/")}
+    )
+    details = [f"{p} {drift}" for p, d in sorted(expected.items()) if (drift := file_drift(root / p, d))]
+    now = sum(1 for file in (root / path).rglob("*") if file.is_file())
+    recorded = len(cached) if cached is not None else dep.get("nfiles")
+    if isinstance(recorded, int) and now != recorded:
+        details.append(f"{now} files where DVC counted {recorded}")
+    return "has changed since it ran" + (f" ({'; '.join(details)})" if details else "")
 
 
 @dataclass(frozen=True)
@@ -59,17 +90,28 @@ class Lock:
         if not isinstance(entry, dict):
             return [f"{LOCK_FILE} has no entry for stage {stage} (it never ran under `dvc repro`)"]
         reasons = []
+        known = self._output_md5s()
         for dep in entry.get("deps") or []:
             if not isinstance(dep, dict):
                 continue
             path, md5 = dep.get("path"), dep.get("md5")
             if not isinstance(path, str) or not isinstance(md5, str) or Path(path).parent == layout.RECORDS_DIR:
                 continue
-            drift = _input_drift(root / path, md5)
+            drift = _input_drift(root, path, dep, known)
             if drift is not None:
                 kind = "directory" if md5.endswith(".dir") else "input"
                 reasons.append(f"its {kind} {path} {drift}" + (" since it ran" if drift == "has changed" else ""))
         return reasons + self._changed_params(entry, root)
+
+    def _output_md5s(self) -> dict[str, str]:
+        """Every file output dvc.lock records, any stage (path -> md5): what a directory input was made of."""
+        return {
+            out["path"]: out["md5"]
+            for entry in self.stages.values()
+            if isinstance(entry, dict)
+            for out in entry.get("outs") or []
+            if isinstance(out, dict) and isinstance(out.get("path"), str) and isinstance(out.get("md5"), str)
+        }
 
     @staticmethod
     def _changed_params(entry: dict[str, Any], root: Path) -> list[str]:
