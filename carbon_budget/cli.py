@@ -121,7 +121,24 @@ def sync(tracking_uri: str | None) -> None:
     default=None,
     help="Rerun base and head side by side N times each, alternated, and compare medians (default: report.remeasure).",
 )
-def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Path, runs: int | None) -> None:
+@click.option(
+    "--pull-request",
+    "in_pull_request",
+    is_flag=True,
+    help="As the pull-request workflow runs it: remeasure report.pull_request_remeasure times (0: MLflow history).",
+)
+@click.option(
+    "--json-output", type=click.Path(path_type=Path), default=None, help="Write the JSON report here as well."
+)
+def report(
+    base_ref: str | None,
+    fmt: str,
+    output: Path | None,
+    params_file: Path,
+    runs: int | None,
+    in_pull_request: bool,
+    json_output: Path | None,
+) -> None:
     """What this revision costs (energy, CO2, model size, accuracy), against BASE and against its budgets.
 
     Exits 0 even when over budget: the gate decides; the report explains. With GITHUB_STEP_SUMMARY set, the
@@ -147,28 +164,60 @@ def report(base_ref: str | None, fmt: str, output: Path | None, params_file: Pat
         if base_ref:
             reader, commit = reporting.git_reader(root, base_ref)
             base = reporting.load_side(base_ref, reader, stages)
-            runs = settings.remeasure if runs is None else runs
+            if runs is None:
+                runs = settings.pull_request_remeasure if in_pull_request else settings.remeasure
             if runs:
                 from carbon_budget.report.remeasure import remeasure
 
                 head_records, base_records, noise = remeasure(root, commit, runs, stages, settings.noise_pct)
                 current = replace(current, records=head_records)
                 base = replace(base, records=base_records)
+            else:
+                base, noise = _history(root, base, base_ref, current.records, settings.noise_pct, raw, params_file)
     except CarbonBudgetError as exc:
         _fail(exc)
         return
     document = reporting.compare(current, base, verdict, commit, noise)
     markdown = reporting.render_markdown(document)
-    text = json.dumps(document, indent=2, sort_keys=True) + "\n" if fmt == "json" else markdown
+    as_json = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    text = as_json if fmt == "json" else markdown
     click.echo(text, nl=False)
-    if output is not None:
-        from carbon_budget.files import write_text_atomic
+    from carbon_budget.files import write_text_atomic
 
+    if output is not None:
         write_text_atomic(output, text)
+    if json_output is not None:
+        write_text_atomic(json_output, as_json)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown)
+
+
+def _history(
+    root: Path,
+    base: Any,
+    base_ref: str,
+    head: dict[str, dict[str, Any]],
+    default_pct: float,
+    raw: dict[str, Any],
+    params_file: Path,
+) -> tuple[Any, Any]:
+    """The base side and band from the base branch's executions in MLflow (publish.history), or the committed
+    base and the default band, with the reason history could not serve said in the band's source."""
+    from dataclasses import replace
+
+    from carbon_budget.config import MlflowParams, parse_section
+    from carbon_budget.layout import tracking_uri
+    from carbon_budget.publish.history import History, base_history, branch_of
+    from carbon_budget.report.noise import Noise
+
+    experiment = parse_section(raw, "mlflow", MlflowParams, str(params_file)).experiment
+    found = base_history(tracking_uri(), experiment, branch_of(root, base_ref), head, default_pct)
+    if isinstance(found, History):
+        return replace(base, records={**base.records, **found.records}), found.noise
+    default = Noise.default(default_pct)
+    return base, replace(default, source=f"{default.source}; no MLflow history: {found}")
 
 
 @main.command()

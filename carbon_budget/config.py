@@ -93,6 +93,9 @@ class ReportParams(Section):
     noise_pct: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 10.0
     # side-by-side remeasurement in the pull-request workflow: how many alternated runs of base and head (0: off)
     remeasure: Annotated[int, Field(ge=0, le=20)] = 0
+    # the same, when the pull-request workflow asks (`carbon-budget report --pull-request`); 0: the base branch's
+    # executions in MLflow give the band, else the default
+    pull_request_remeasure: Annotated[int, Field(ge=0, le=20)] = 0
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

@@ -91,6 +91,8 @@ def train_model(
     a distributed run scores the whole validation set, so every process takes the same decisions."""
     loss_fn = loss_fn or _label_loss
     seed_everything(params.seed)
+    if params.threads is not None:
+        torch.set_num_threads(params.threads)
     model.to(device)
     x_train = torch.from_numpy(splits.x_train).to(device)
     y_train = torch.from_numpy(splits.y_train).to(device)

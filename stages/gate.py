@@ -28,9 +28,9 @@ def main() -> None:
     params = parse_params(raw)  # the whole file, as every stage reads it: a bad value fails here too
     work_dir = Path.cwd()
     with StageRun(
-        "gate", ("budget",), carbon=params.carbon, outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]
+        "gate", ("budget", "report"), carbon=params.carbon, outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]
     ) as run:
-        verdict, evidence = judge(params.budget, raw, work_dir)
+        verdict, evidence = judge(params.budget, raw, work_dir, params.report.noise_pct)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         per_stage, efficiency = plot_rows(document)

@@ -110,3 +110,22 @@ def test_a_failing_gate_says_whether_it_is_over_budget_or_unverifiable() -> None
     broken = Verdict([], ["metrics/emissions/train.json: missing"])
     assert broken.summary().startswith("carbon budget cannot be verified")
     assert Verdict([over], ["x: missing"]).summary().startswith("carbon budget exceeded, and its evidence")
+
+
+def test_a_budget_inside_the_noise_band_is_shown_as_one() -> None:
+    """A limit 5 % above the figure passes today and may fail on a rerun of the same commit: the gate says so for
+    measured figures, never for the model's size or accuracy (the work itself, not a measurement)."""
+    from carbon_budget.gate.evidence import render
+
+    budget = BudgetParams(energy_kwh=1.05, co2_kg=1.0, model_size_mb=1.0, min_accuracy=0.9)
+    verdict = check(budget, {"a": record("a", 1.0)}, model_size_mb=0.99, accuracy=0.95, problems=[], noise_pct=10.0)
+    lines = {line.key: line for line in verdict.lines}
+    assert lines["budget.energy_kwh"].within_noise and lines["budget.energy_kwh"].passed
+    assert not lines["budget.co2_kg"].within_noise  # 0.4 kg against 1 kg: far outside ±10 %
+    assert not lines["budget.model_size_mb"].within_noise and lines["budget.model_size_mb"].noise_pct == 0.0
+    over = check(budget, {"a": record("a", 1.1)}, 0.5, 0.95, [], noise_pct=10.0)
+    assert not over.passed and {line.key: line for line in over.lines}["budget.energy_kwh"].within_noise
+    assert not check(budget, {"a": record("a", 1.0)}, 0.5, 0.95, [], noise_pct=4.0).lines[0].within_noise
+    table = render(verdict)
+    assert "pass ~noise" in table and "±10 %" in table
+    assert "~noise" not in render(check(BUDGET, {"a": record("a", 0.5)}, 0.5, 0.95, [], noise_pct=10.0))

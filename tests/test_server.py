@@ -344,7 +344,7 @@ def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer
     experiment, not an 'already exists' error that leaves its runs in the outbox."""
     from carbon_budget.publish import tracking
 
-    clients = [tracking._client(server.url) for _ in range(4)]
+    clients = [tracking.open_client(server.url) for _ in range(4)]
     start = threading.Barrier(len(clients))
     ids: list[str] = []
     errors: list[Exception] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from carbon_budget.config import BudgetParams
+from carbon_budget.config import BudgetParams, ReportParams
 from carbon_budget.records.record import EmissionRecord
 
 
@@ -23,6 +23,9 @@ class BudgetLine:
     measured: float
     method: str = ""
     higher_is_better: bool = False
+    # the band repeated measurements of this figure move in (`report.noise_pct`), 0 for figures that are the work
+    # itself (a model's size, its accuracy): a budget inside it passes or fails by chance
+    noise_pct: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -32,6 +35,11 @@ class BudgetLine:
     def headroom(self) -> float:
         """How far the figure is from its limit, in the line's unit; negative when over budget."""
         return self.measured - self.limit if self.higher_is_better else self.limit - self.measured
+
+    @property
+    def within_noise(self) -> bool:
+        """The limit lies inside the figure's noise band: rerunning the same commit can flip this line."""
+        return abs(self.headroom) <= abs(self.measured) * self.noise_pct / 100
 
     def failure(self) -> str:
         relation = "<" if self.higher_is_better else ">"
@@ -90,15 +98,27 @@ def check(
     model_size_mb: float | None,
     accuracy: float | None,
     problems: list[str],
+    noise_pct: float = ReportParams().noise_pct,
 ) -> Verdict:
     """Compare every configured budget with its figure; a figure that is None is a problem, not a pass.
 
-    Energy and CO2 are always judged; model size and accuracy only when their budget is set."""
+    Energy and CO2 are always judged; model size and accuracy only when their budget is set. Measured figures
+    carry `noise_pct`, the band their repeated measurement moves in, so a budget set inside it shows as one."""
     problems = list(problems)
     total = totals(records)
     lines = [
-        BudgetLine("energy (total)", "budget.energy_kwh", "kWh", budget.energy_kwh, total.energy_kwh, total.method),
-        BudgetLine("co2 (total)", "budget.co2_kg", "kg", budget.co2_kg, total.co2_kg, total.method),
+        BudgetLine(
+            "energy (total)",
+            "budget.energy_kwh",
+            "kWh",
+            budget.energy_kwh,
+            total.energy_kwh,
+            total.method,
+            noise_pct=noise_pct,
+        ),
+        BudgetLine(
+            "co2 (total)", "budget.co2_kg", "kg", budget.co2_kg, total.co2_kg, total.method, noise_pct=noise_pct
+        ),
     ]
     for stage, stage_budget in sorted(budget.stages.items()):
         record = records.get(stage)
@@ -111,7 +131,9 @@ def check(
             if limit is not None:
                 key = f"budget.stages.{stage}.{attribute}"
                 name = f"{stage} {attribute.rsplit('_', 1)[0]}"
-                lines.append(BudgetLine(name, key, unit, limit, getattr(record, attribute), method))
+                lines.append(
+                    BudgetLine(name, key, unit, limit, getattr(record, attribute), method, noise_pct=noise_pct)
+                )
     if budget.model_size_mb is not None:
         if model_size_mb is None:
             problems.append("model size unknown: the deployed model artifact is missing")

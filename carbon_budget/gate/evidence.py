@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from carbon_budget import layout
-from carbon_budget.config import BudgetParams, parse_section, read_params_file, section_value
+from carbon_budget.config import BudgetParams, ReportParams, parse_section, read_params_file, section_value
 from carbon_budget.errors import CarbonBudgetError, RecordError
 from carbon_budget.files import read_json
 from carbon_budget.gate.budgets import Verdict, check, totals
@@ -167,11 +167,14 @@ def _itself(root: Path) -> EmissionRecord | None:
         return None
 
 
-def judge(budget: BudgetParams, params: dict[str, Any], root: Path) -> tuple[Verdict, Evidence]:
-    """The verdict on the project at `root`; `params` is params.yaml as plain data, as the records keep it."""
+def judge(
+    budget: BudgetParams, params: dict[str, Any], root: Path, noise_pct: float = ReportParams().noise_pct
+) -> tuple[Verdict, Evidence]:
+    """The verdict on the project at `root`; `params` is params.yaml as plain data, as the records keep it, and
+    `noise_pct` the band its measured figures move in (`report.noise_pct`)."""
     evidence = gather(budget, params, root)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
-    verdict = check(budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems)
+    verdict = check(budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems, noise_pct)
     return verdict, evidence
 
 
@@ -179,7 +182,8 @@ def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
     """`carbon-budget gate` and `report`: only params.yaml's `budget:` section is validated here, so a project's
     own keys are never judged (its stages validate them)."""
     raw = read_params_file(params_file)
-    return judge(parse_section(raw, "budget", BudgetParams, str(params_file)), raw, root)
+    noise = parse_section(raw, "report", ReportParams, str(params_file)).noise_pct
+    return judge(parse_section(raw, "budget", BudgetParams, str(params_file)), raw, root, noise)
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
@@ -198,6 +202,8 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
                 "headroom": line.headroom,
                 "passed": line.passed,
                 "method": line.method,
+                "noise_pct": line.noise_pct,
+                "within_noise": line.within_noise,
             }
             for line in verdict.lines
         ],
@@ -239,11 +245,19 @@ def render(verdict: Verdict, payback: dict[str, Any] | None = None, itself: Emis
             f"{line.measured:.4g} {line.unit}",
             f"{line.headroom:+.3g}",
             line.method or "-",
-            "pass" if line.passed else "FAIL",
+            ("pass" if line.passed else "FAIL") + (" ~noise" if line.within_noise else ""),
         )
     buffer = StringIO()
     console = Console(file=buffer, width=120, color_system=None)
     console.print(table)
+    flapping = [line for line in verdict.lines if line.within_noise]
+    if flapping:
+        console.print(
+            f"~noise: the limit lies within ±{flapping[0].noise_pct:g} % of the figure, the band the same commit's"
+            " figure moves in from run to run (params.yaml report.noise_pct): such a line can flip on a rerun",
+            highlight=False,
+            markup=False,
+        )
     if payback is not None:
         console.print(describe(payback), highlight=False, markup=False)
     if itself is not None:

@@ -36,10 +36,13 @@ from carbon_budget.measure.stage import build_record
 from carbon_budget.publish import worker
 from carbon_budget.publish.redact import redact, without_credentials
 from carbon_budget.records.record import EmissionRecord, save_record
+from carbon_budget.report.noise import fingerprint_id
 
 TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
 TAG_MODEL = "carbon_budget.model"
+# what measured a stage's record (report.noise.fingerprint_id): history compares only runs measured alike
+TAG_FINGERPRINT = "carbon_budget.fingerprint"
 SNAPSHOT_FILE = "snapshot.json"
 DELIVERY_LOCK = ".delivering.lock"
 # A dead server otherwise costs minutes of retries per call, and MLflow prints a link per run and model with the
@@ -247,6 +250,7 @@ def _fill_stage(client: Any, run_id: str, record: EmissionRecord, entry: dict[st
             RunTag("carbon_budget.intensity_source", record.intensity_source),
             RunTag("carbon_budget.hardware.cpu", record.hardware.cpu_model),
             RunTag("carbon_budget.hardware.gpu", record.hardware.gpu_model or "none"),
+            RunTag(TAG_FINGERPRINT, fingerprint_id(record.model_dump(mode="json"))),
             *(RunTag(f"carbon_budget.{k}", v) for k, v in sorted(record.tags.items())),
         ],
     )
@@ -271,7 +275,7 @@ def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
     uri = uri or tracking_uri()
     snapshot = read_json(folder / SNAPSHOT_FILE)
     try:
-        client = _client(uri)
+        client = open_client(uri)
         for entry in snapshot["entries"]:
             tags = entry["record"].get("tags", {})
             if "deploy_format" not in tags:
@@ -364,7 +368,7 @@ def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _client(uri: str) -> Any:
+def open_client(uri: str) -> Any:
     """An MLflow client whose store exists and is migrated: creation is serialised for sqlite stores."""
     for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -379,7 +383,7 @@ def _client(uri: str) -> Any:
 def warm_up(uri: str) -> None:
     """Pay MLflow's import and store opening now (the background worker calls this while stages run)."""
     with contextlib.suppress(Exception):
-        _client(uri)
+        open_client(uri)
 
 
 def publish(folder: Path, uri: str | None = None) -> Published:
@@ -389,7 +393,7 @@ def publish(folder: Path, uri: str | None = None) -> Published:
     try:
         from mlflow.entities import Param, RunTag
 
-        client = _client(uri)
+        client = open_client(uri)
         with _store_lock(uri):
             experiment_id = _experiment_id(client, snapshot["experiment"], uri)
         execution_id = snapshot["execution_id"]
@@ -548,7 +552,7 @@ def record_itself(
         with contextlib.suppress(Exception):  # MLflow raises many types; the record above already holds the figures
             figures = {"energy_kwh": record.energy_kwh, "co2_kg": record.co2_kg, "cpu_s": cpu_s}
             metrics = {f"carbon_budget_itself.{key}": value for key, value in figures.items()}
-            _client(uri).log_batch(parent_id, metrics=_metric_batch(metrics, _ms(record.ended_at)))
+            open_client(uri).log_batch(parent_id, metrics=_metric_batch(metrics, _ms(record.ended_at)))
     return record
 
 
@@ -570,7 +574,7 @@ def attach_pictures(folder: Path, uri: str) -> None:
         return  # a queued experiment's temporary copy, already gone: its pictures go with it
     plots.draw_execution(str(work_dir), snapshot["budgeted_stages"], snapshot.get("pictures", []))
     try:
-        client = _client(uri)
+        client = open_client(uri)
         experiment_id = _experiment_id(client, snapshot["experiment"], uri)
         targets = [(TAG_EXECUTION, snapshot["execution_id"], snapshot.get("late_artifacts", []))]
         targets += [(TAG_RECORD, e["record"]["record_id"], e.get("late_artifacts", [])) for e in snapshot["entries"]]

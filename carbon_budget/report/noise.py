@@ -12,6 +12,8 @@ which is also the band when nothing was repeated, and then said to be a default.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -40,6 +42,11 @@ def fingerprint(record: dict[str, Any]) -> dict[str, Any]:
         holder = record.get(section) if section else record
         found[f"{section}.{key}" if section else key] = holder.get(key) if isinstance(holder, dict) else None
     return found
+
+
+def fingerprint_id(record: dict[str, Any]) -> str:
+    """A short id of `fingerprint(record)`, equal exactly when the fingerprints are: a tag MLflow can filter on."""
+    return hashlib.sha256(json.dumps(fingerprint(record), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _machine(record: dict[str, Any]) -> str:
@@ -78,6 +85,22 @@ def spread_pct(values: list[float]) -> float:
     """The relative range of repeated measurements of one thing, in percent of their median."""
     middle = statistics.median(values)
     return (max(values) - min(values)) / middle * 100 if middle else 0.0
+
+
+# Student's t, two-sided 99 %, by degrees of freedom (1..9): a prediction interval from a few past runs
+_T99 = (63.657, 9.925, 5.841, 4.604, 4.032, 3.707, 3.499, 3.355, 3.250)
+
+
+def prediction_band_pct(values: list[float]) -> float:
+    """How far one more run of the same thing may land from the median of `values` (2 to 10 past runs), in percent
+    of that median: the 99 % prediction interval t(n-1) * s * sqrt(1 + 1/n). Few runs give a wide band, as they
+    should: three runs say little about the next one."""
+    n = len(values)
+    middle = statistics.median(values) if n >= 2 else 0.0
+    if not middle:
+        return 0.0
+    t = _T99[min(n - 1, len(_T99)) - 1]
+    return t * statistics.stdev(values) * math.sqrt(1 + 1 / n) / abs(middle) * 100
 
 
 NOT_COMPARED: dict[str, Any] = {"change_pct": None, "noise_pct": None, "significant": False, "verdict": "not compared"}
