@@ -46,6 +46,16 @@ def test_report_against_base_shows_deltas_and_the_raised_budget(project: Path, t
     assert document["budget_changes"][0]["key"] == "budget.energy_kwh"
     assert document["verdict"]["passed"] is True
 
+    # as the pull-request workflow runs it, remeasuring off: MLflow history is asked, and the band says why not
+    edit_params(project, report={"pull_request_remeasure": 0})
+    argv = ["carbon-budget", "report", "--base", base, "--pull-request", "--json-output", "report.json"]
+    pr_markdown = run(argv, project, env).stdout
+    pr_document = json.loads((project / "report.json").read_text())
+    assert (
+        "no MLflow history" in pr_document["noise"]["source"] and "at least 3 needed" in pr_document["noise"]["source"]
+    )
+    assert pr_document["noise"]["source"] in pr_markdown and pr_markdown.startswith("<!-- carbon-budget-report -->")
+
 
 @pytest.mark.integration
 def test_first_pull_request_base_without_records(project: Path, tool_env: dict[str, str]) -> None:
