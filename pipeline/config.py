@@ -134,6 +134,8 @@ class ExportParams(Section):
     opset: Annotated[int, Field(ge=9, le=21)] = 17
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.01
     latency_batch_size: Annotated[int, Field(gt=0)] = 64
+    # how long the deployed model (and its teacher) predicts under the meter for a measured energy per prediction
+    inference_seconds: Annotated[float, Field(ge=0.1, le=600, allow_inf_nan=False)] = 2.0
     registered_model_name: str | None = None
     model: str | None = None
 

@@ -30,6 +30,7 @@ def render(
     task: str,
     dataset: dict[str, str],
     model_name: str = "teacher",
+    inference: dict[str, Any] | None = None,
 ) -> str:
     """The card of the deployed artifact: its own test accuracy (what the gate judges), the cost of every stage
     before export, and the verdict at export time. `dataset` is the Hub's `{name, type}` of the data trained on."""
@@ -106,6 +107,16 @@ def render(
             f"| {fmt} | {check['size_mb'] * 1000:.1f} | {check['accuracy']:.2%} |"
             f" {check['accuracy_drop']:+.2%} | {check['latency_ms_per_batch']:.3f} |"
         )
+    if inference is not None:
+        lines += [
+            "",
+            "## Energy per prediction",
+            "",
+            f"Measured: **{inference['energy_per_1k_predictions_wh']:.4g} Wh and"
+            f" {inference['co2_per_1k_predictions_g']:.4g} g CO2-eq per 1,000 predictions**"
+            f" ({inference['energy_per_prediction_j']:.4g} J per prediction; {inference['measured_predictions']:,}"
+            f" predictions in {inference['measured_seconds']:.2f} s, {inference['method']}).",
+        ]
     status = "within budget so far" if verdict.passed else "over budget: " + "; ".join(verdict.failures())
     lines += ["", "## Budget", "", f"At export time: {status}. {budget_note}", ""]
     return "\n".join(lines)

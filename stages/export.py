@@ -46,13 +46,30 @@ def main() -> None:
         import torch
 
         from carbon_budget.gate.budgets import check
+        from carbon_budget.measure.inference import measure_predictions
         from pipeline import modelcard
         from pipeline.data import load_splits
         from pipeline.evaluation import top1_accuracy
-        from pipeline.export import check_artifact, write_artifacts
+        from pipeline.export import check_artifact, predictor, write_artifacts
         from pipeline.models import count_parameters, load_model
 
         splits = load_splits(layout.PROCESSED_DATA)
+        size = params.export.latency_batch_size
+        batches = [
+            (splits.x_test[i : i + size], len(splits.x_test[i : i + size])) for i in range(0, len(splits.x_test), size)
+        ]
+
+        def inference(fmt: str, path: Path) -> dict[str, Any]:
+            """Energy per prediction of an artifact, predicting on the test split under this stage's meter."""
+            methods = run.methods_now()
+            method = (
+                f"measured under the export stage's meter, {params.export.inference_seconds:g} s of predictions in"
+                f" batches of {size} (cpu {methods['cpu']}, ram {methods['ram']}, gpu {methods['gpu']})"
+            )
+            measured = measure_predictions(
+                run.energy_kwh, predictor(fmt, path), batches, params.export.inference_seconds, method
+            )
+            return measured.as_dict(run.intensity_g_per_kwh)
 
         def export_checked(model_file: Path, formats: list[str], folder: Path) -> tuple[dict[str, Any], float, int]:
             model, config = load_model(model_file)
@@ -80,7 +97,12 @@ def main() -> None:
         document: dict[str, Any] = {
             "model": model_name,
             "trained_by": "train" if model_name == "teacher" else layout.distill_stage(model_name),
-            "deploy": {**deployed, "parameters": parameters, "md5": file_md5(deployed_path)},
+            "deploy": {
+                **deployed,
+                "parameters": parameters,
+                "md5": file_md5(deployed_path),
+                "inference": inference(params.export.deploy, deployed_path),
+            },
             "artifacts": checks,
             "model_size_mb": deployed["size_mb"],
             "parameters": parameters,
@@ -92,8 +114,10 @@ def main() -> None:
                 teacher, teacher_accuracy, teacher_parameters = export_checked(
                     layout.MODEL, [params.export.deploy], Path(scratch)
                 )
+                teacher_inference = inference(params.export.deploy, Path(teacher[params.export.deploy]["path"]))
             document["teacher"] = {
                 **teacher[params.export.deploy],
+                "inference": teacher_inference,
                 "path": None,
                 "parameters": teacher_parameters,
                 "reference_accuracy": teacher_accuracy,
@@ -114,6 +138,7 @@ def main() -> None:
                 task=modelcard.task_of(splits.image_shape),
                 dataset={"name": params.data.path or params.data.source, "type": params.data.source},
                 model_name=model_name,
+                inference=document["deploy"]["inference"],
             ),
         )
         run.tags.update(

@@ -95,7 +95,7 @@ def copy_project(repo: Path, env: dict[str, str]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
     run(["git", "init", "-q"], repo, env)
-    edit_params(repo, train={"epochs": 3}, budget={"min_accuracy": 0.5})
+    edit_params(repo, train={"epochs": 3}, budget={"min_accuracy": 0.5}, export={"inference_seconds": 0.3})
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "base"], repo, env)
     return repo

@@ -77,33 +77,39 @@ def test_bad_distillation_params_get_one_clear_message(sections: dict, message: 
         parse_params(with_params(**sections))
 
 
-def test_payback_is_distillation_energy_over_the_energy_each_prediction_saves() -> None:
-    records = {
-        "train": {"energy_kwh": 2e-5},
-        "distill@small": {"energy_kwh": 1e-5},
-        "export": {"energy_kwh": 1e-5, "duration_s": 3.6},  # 10 W
-    }
+def test_payback_is_distillation_energy_over_the_measured_energy_each_prediction_saves() -> None:
+    """The saving is the teacher's measured energy per prediction minus the student's, not a latency times a
+    power: a student that is faster per batch but costs as much per prediction saves nothing."""
+    records = {"train": {"energy_kwh": 2e-5}, "distill@small": {"energy_kwh": 1e-5}}
     export = {
         "model": "small",
         "trained_by": "distill@small",
-        "latency_batch_size": 100,
-        "deploy": {"size_mb": 0.01, "parameters": 10, "accuracy": 0.9, "latency_ms_per_batch": 1.0},
+        "deploy": {
+            "size_mb": 0.01,
+            "parameters": 10,
+            "accuracy": 0.9,
+            "latency_ms_per_batch": 1.0,
+            "inference": {"energy_per_1k_predictions_kwh": 1e-6},
+        },
         "teacher": {
             "size_mb": 0.1,
             "parameters": 100,
             "accuracy": 0.95,
             "latency_ms_per_batch": 2.0,
             "trained_by": "train",
+            "inference": {"energy_per_1k_predictions_kwh": 3e-6},
         },
     }
     payback = distillation_payback(records, export)
     assert payback is not None
     assert payback["distill_kwh"] == 1e-5 and payback["teacher_train_kwh"] == 2e-5  # found by `trained_by`
-    # 1 ms per 100 predictions saved at 10 W: 1e-5 s x 0.01 kW / 3600 per prediction
-    assert payback["saved_kwh_per_prediction"] == pytest.approx(1e-5 * 0.01 / 3600)
-    assert payback["break_even_predictions"] == pytest.approx(1e-5 / (1e-5 * 0.01 / 3600))
-    slower = {**export, "deploy": {**export["deploy"], "latency_ms_per_batch": 3.0}}
-    assert distillation_payback(records, slower)["break_even_predictions"] is None  # type: ignore[index]
+    assert payback["saved_kwh_per_prediction"] == pytest.approx(2e-9)  # (3e-6 - 1e-6) kWh per 1,000
+    assert payback["break_even_predictions"] == pytest.approx(1e-5 / 2e-9)
+    assert payback["method"].startswith("measured")
+    as_costly = {**export, "deploy": {**export["deploy"], "inference": {"energy_per_1k_predictions_kwh": 3e-6}}}
+    assert distillation_payback(records, as_costly)["break_even_predictions"] is None  # type: ignore[index]
+    unmeasured = {**export, "teacher": {k: v for k, v in export["teacher"].items() if k != "inference"}}
+    assert distillation_payback(records, unmeasured)["saved_kwh_per_prediction"] is None  # type: ignore[index]
     assert distillation_payback(records, {**export, "model": "teacher"}) is None
 
 
@@ -133,12 +139,19 @@ def test_a_student_is_distilled_measured_deployed_and_gated(project: Path, tool_
     assert record["params"]["distill.students.small"]["hidden_sizes"] == [16]
     export = json.loads((project / "metrics/export.json").read_text())
     assert export["model"] == "small" and export["parameters"] < export["teacher"]["parameters"]
+    # measured, not inferred from latency: each ran on the test split under the export stage's meter, and the
+    # larger model costs more per prediction than its student on the same machine
+    student, teacher_cost = export["deploy"]["inference"], export["teacher"]["inference"]
+    assert (
+        student["method"].startswith("measured under the export stage's meter") and student["measured_seconds"] >= 0.3
+    )
+    assert 0 < student["energy_per_prediction_j"] < teacher_cost["energy_per_prediction_j"], (student, teacher_cost)
     gate = json.loads((project / "metrics/gate.json").read_text())
     assert set(gate["stages"]) >= {"train", "distill@small", "export"}  # teacher and student cost, side by side
     assert gate["distillation"]["distill_kwh"] == record["energy_kwh"]
     assert gate["test_accuracy"] == export["deploy"]["accuracy"]  # the accuracy budget holds for what ships
     card = (project / "models/export/README.md").read_text()
-    assert "student **small**" in card and "distill@small" in card
+    assert "student **small**" in card and "distill@small" in card and "per 1,000 predictions" in card
     report = run(["carbon-budget", "report"], project, tool_env).stdout
     assert "### Distillation" in report and "distill@small" in report
 

@@ -4,9 +4,9 @@ The deploy metrics (metrics/export.json) name the deployed model, the stage that
 for a distilled student, its teacher as it would have shipped (`teacher`, with its own `trained_by`).
 
 Distilling costs energy once (the distill stage); a smaller student then saves energy on every prediction.
-The saving per prediction is the latency the student saves against its teacher in the same format
-(measured side by side by the export stage) times the power this machine drew while exporting and scoring
-(the export stage's own record): an estimate for this hardware, labelled as one. Torch-free, for the gate.
+The saving per prediction is the student's measured energy per prediction against its teacher's in the same
+format: both predicted on the test split under the export stage's meter (`inference`), on this hardware.
+Torch-free, for the gate.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ def distillation_payback(records: dict[str, dict[str, Any]], export: dict[str, A
         return None
     distill = records.get(str(export.get("trained_by")), {})
     train = records.get(str(teacher.get("trained_by")), {})
-    scoring = records.get("export", {})
-    batch = max(1, int(export.get("latency_batch_size") or 1))
-    saved_s_per_prediction = (teacher["latency_ms_per_batch"] - deployed["latency_ms_per_batch"]) / 1000 / batch
-    power_kw = scoring["energy_kwh"] * 3600 / scoring["duration_s"] if scoring.get("duration_s") else None
-    saved_kwh = saved_s_per_prediction * power_kw / 3600 if power_kw else None
+    teacher_1k, student_1k = (
+        (side.get("inference") or {}).get("energy_per_1k_predictions_kwh") for side in (teacher, deployed)
+    )
+    measured = isinstance(teacher_1k, int | float) and isinstance(student_1k, int | float)
+    saved_kwh = (float(teacher_1k) - float(student_1k)) / 1000 if measured else None  # type: ignore[arg-type]
     distill_kwh = distill.get("energy_kwh")
     break_even = distill_kwh / saved_kwh if saved_kwh and saved_kwh > 0 and distill_kwh is not None else None
     return {
@@ -39,7 +39,7 @@ def distillation_payback(records: dict[str, dict[str, Any]], export: dict[str, A
         },
         "saved_kwh_per_prediction": saved_kwh,
         "break_even_predictions": break_even,
-        "method": "estimated: latency saved x export stage's mean power",
+        "method": "measured: teacher's energy per prediction minus the student's, under the export stage's meter",
     }
 
 
@@ -57,7 +57,7 @@ def describe(payback: dict[str, Any]) -> str:
     ]
     predictions = payback["break_even_predictions"]
     parts.append(
-        f"pays back its energy after ~{predictions:,.0f} predictions (estimated)"
+        f"pays back its energy after ~{predictions:,.0f} predictions (measured per prediction)"
         if predictions is not None
         else "never pays back its energy in inference (the student is not faster here)"
     )

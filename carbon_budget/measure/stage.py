@@ -192,6 +192,10 @@ class StageRun:
         self._stopped_by = f"stopped by {signal.Signals(signum).name}"
         raise StageInterrupted(self._stopped_by)
 
+    def methods_now(self) -> dict[str, str]:
+        """How the meter charges each component now: the method of any figure read from it while the stage runs."""
+        return self._meter.running_methods()
+
     def energy_kwh(self) -> float:
         """Energy the stage has cost so far (a fresh reading), for forecasts made while it runs."""
         try:

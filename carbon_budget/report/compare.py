@@ -54,15 +54,25 @@ class Side:
             "model_size_mb": self.export.get("model_size_mb"),
             "parameters": self.export.get("parameters"),
             "test_accuracy": self.accuracy(),
+            "energy_kwh_per_1k_predictions": self.inference("energy_per_1k_predictions_kwh"),
+            "co2_kg_per_1k_predictions": _scaled(self.inference("co2_per_1k_predictions_g"), 1e-3),
         }.get(name)
         if name == "accuracy_per_kwh":
             accuracy, energy = self.figure("test_accuracy"), self.figure("energy_kwh")
             value = accuracy / energy if accuracy is not None and energy else None
         return float(value) if isinstance(value, int | float) else None
 
+    def inference(self, key: str) -> Any:
+        """A figure of the deployed model's measured energy per prediction (export's `deploy.inference`)."""
+        return ((self.export.get("deploy") or {}).get("inference") or {}).get(key)
+
     def accuracy(self) -> Any:
         """The accuracy of the model that ships: its deployed artifact's own, as the gate judges it."""
         return (self.export.get("deploy") or {}).get("accuracy")
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    return value * factor if isinstance(value, int | float) else None
 
 
 def work_tree_reader(root: Path) -> Reader:
@@ -176,7 +186,19 @@ def params_changes(current: dict[str, Any], base: dict[str, Any]) -> list[dict[s
     ]
 
 
-FIGURES = ("energy_kwh", "co2_kg", "duration_s", "model_size_mb", "parameters", "test_accuracy", "accuracy_per_kwh")
+FIGURES = (
+    "energy_kwh",
+    "co2_kg",
+    "duration_s",
+    "model_size_mb",
+    "parameters",
+    "test_accuracy",
+    "accuracy_per_kwh",
+    "energy_kwh_per_1k_predictions",
+    "co2_kg_per_1k_predictions",
+)
+# figures measured on this machine's power model besides the stages' own: compared only between records alike
+MEASURED_TOTALS = ("accuracy_per_kwh", "energy_kwh_per_1k_predictions", "co2_kg_per_1k_predictions")
 BUDGET_OF = {
     "energy_kwh": "energy_kwh",
     "co2_kg": "co2_kg",
@@ -225,7 +247,7 @@ def compare(
     totals = {}
     for name in FIGURES:
         entry = _delta(current.figure(name), base.figure(name) if base else None)
-        measured = name in (*MEASURED_FIGURES, "accuracy_per_kwh")
+        measured = name in (*MEASURED_FIGURES, *MEASURED_TOTALS)
         if measured and unlike_stages:
             entry.update(NOT_COMPARED)
             entry["not_compared"] = f"stages measured differently from the base: {', '.join(unlike_stages)}"
@@ -299,6 +321,8 @@ FORMATS: dict[str, Callable[[float | None], str]] = {
     "parameters": lambda v: "–" if v is None else f"{v:,.0f}",
     "test_accuracy": lambda v: "–" if v is None else f"{v:.2%}",
     "accuracy_per_kwh": lambda v: "–" if v is None else f"{v:,.0f} /kWh",
+    "energy_kwh_per_1k_predictions": energy,
+    "co2_kg_per_1k_predictions": mass,
 }
 LABELS = {
     "energy_kwh": "energy",
@@ -308,6 +332,8 @@ LABELS = {
     "parameters": "parameters",
     "test_accuracy": "test accuracy",
     "accuracy_per_kwh": "accuracy per kWh",
+    "energy_kwh_per_1k_predictions": "energy per 1,000 predictions",
+    "co2_kg_per_1k_predictions": "CO2-eq per 1,000 predictions",
 }
 
 
