@@ -40,6 +40,7 @@ def test_attribution_benchmark_prints_what_the_records_hold(tool_env: dict[str, 
     assert "% of what the pipeline's own processes spent" in out.stdout and "the tool's own cost" in out.stdout
 
 
+@pytest.mark.integration
 def test_noise_benchmark_prints_the_false_regression_rate_and_the_smallest_detected_change(
     tool_env: dict[str, str],
 ) -> None:
