@@ -92,13 +92,14 @@ def base_history(
     except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
         return f"MLflow at {redact(uri)} could not be read ({type(exc).__name__}: {redact(str(exc))[:200]})"
     parents = {r.info.run_id for r in runs if r.data.tags.get("git.branch") == branch}
+    wanted = {stage: fingerprint_id(record) for stage, record in head.items() if stage != ITSELF}
     values: dict[str, list[Any]] = {}
     for run in runs:
         tags = run.data.tags
         stage = tags.get("carbon_budget.stage")
-        if tags.get("mlflow.parentRunId") not in parents or stage not in head or tags.get(TAG_FINGERPRINT) is None:
+        if tags.get("mlflow.parentRunId") not in parents or stage not in wanted:
             continue
-        if tags[TAG_FINGERPRINT] == fingerprint_id(head[stage]) and len(values.setdefault(stage, [])) < LATEST:
+        if tags.get(TAG_FINGERPRINT) == wanted[stage] and len(values.setdefault(stage, [])) < LATEST:
             values[stage].append(run)
     if ITSELF in head:  # the tool's own cost is on the parent runs of the executions measured alike
         alike = {run.data.tags["mlflow.parentRunId"] for found in values.values() for run in found}
