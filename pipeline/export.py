@@ -13,15 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.measure.inference import measure_predictions
 from pipeline.evaluation import top1_accuracy
 from pipeline.layout import EXPORT_FILES
+
+if TYPE_CHECKING:
+    from carbon_budget.measure.stage import StageRun
 
 FP32_FORMATS = ("torchscript", "onnx")
 
@@ -164,3 +168,18 @@ def check_artifact(
             f" model (limit export.max_accuracy_drop = {max_accuracy_drop:.2%})"
         )
     return check
+
+
+def inference_energy(
+    run: StageRun, fmt: str, path: Path, x_test: np.ndarray, batch_size: int, seconds: float
+) -> dict[str, Any]:
+    """The artifact's measured energy per prediction: it predicts on `x_test` in deployment-sized batches for at
+    least `seconds` under the stage's own meter (`run`), as `metrics/export.json` keeps it."""
+    batches = [(x_test[i : i + batch_size], len(x_test[i : i + batch_size])) for i in range(0, len(x_test), batch_size)]
+    methods = run.methods_now()
+    method = (
+        f"measured under the export stage's meter, {seconds:g} s of predictions in batches of {batch_size}"
+        f" (cpu {methods['cpu']}, ram {methods['ram']}, gpu {methods['gpu']})"
+    )
+    measured = measure_predictions(run.energy_kwh, predictor(fmt, path), batches, seconds, method)
+    return measured.as_dict(run.intensity_g_per_kwh)

@@ -46,30 +46,18 @@ def main() -> None:
         import torch
 
         from carbon_budget.gate.budgets import check
-        from carbon_budget.measure.inference import measure_predictions
         from pipeline import modelcard
         from pipeline.data import load_splits
         from pipeline.evaluation import top1_accuracy
-        from pipeline.export import check_artifact, predictor, write_artifacts
+        from pipeline.export import check_artifact, inference_energy, write_artifacts
         from pipeline.models import count_parameters, load_model
 
         splits = load_splits(layout.PROCESSED_DATA)
-        size = params.export.latency_batch_size
-        batches = [
-            (splits.x_test[i : i + size], len(splits.x_test[i : i + size])) for i in range(0, len(splits.x_test), size)
-        ]
 
         def inference(fmt: str, path: Path) -> dict[str, Any]:
-            """Energy per prediction of an artifact, predicting on the test split under this stage's meter."""
-            methods = run.methods_now()
-            method = (
-                f"measured under the export stage's meter, {params.export.inference_seconds:g} s of predictions in"
-                f" batches of {size} (cpu {methods['cpu']}, ram {methods['ram']}, gpu {methods['gpu']})"
+            return inference_energy(
+                run, fmt, path, splits.x_test, params.export.latency_batch_size, params.export.inference_seconds
             )
-            measured = measure_predictions(
-                run.energy_kwh, predictor(fmt, path), batches, params.export.inference_seconds, method
-            )
-            return measured.as_dict(run.intensity_g_per_kwh)
 
         def export_checked(model_file: Path, formats: list[str], folder: Path) -> tuple[dict[str, Any], float, int]:
             model, config = load_model(model_file)
