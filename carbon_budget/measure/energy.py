@@ -318,10 +318,13 @@ def tree_cpu_seconds() -> float:
     return total
 
 
+J_PER_KWH = 3.6e6  # a kWh in joules (watt-seconds)
+
+
 def charged_kwh(amount: float, watts_per_unit: float, pue: float) -> float:
     """kWh for `amount` unit-seconds (CPU-seconds, GB-seconds) at `watts_per_unit`, with the data centre's PUE: the
     one conversion behind every figure charged by what a process used rather than read from a sensor."""
-    return amount * watts_per_unit * pue / 3.6e6
+    return amount * watts_per_unit * pue / J_PER_KWH
 
 
 def charge_usage(cpu_s: float, ram_gb_s: float, duration_s: float, like: EmissionRecord) -> EnergyReading:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carbon_budget.errors import MeasurementError
-
-KWH_TO_J = 3.6e6
+from carbon_budget.measure.energy import J_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class PredictionEnergy:
 
     @property
     def energy_per_prediction_j(self) -> float:
-        return self.energy_kwh * KWH_TO_J / self.predictions
+        return self.energy_kwh * J_PER_KWH / self.predictions
 
     @property
     def energy_per_1k_predictions_kwh(self) -> float:

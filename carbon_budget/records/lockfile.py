@@ -24,17 +24,21 @@ from carbon_budget.records.record import file_drift, file_md5
 LOCK_FILE = Path("dvc.lock")
 
 
+def _listing(path: Path) -> dict[str, str]:
+    """Every file under a directory, by path relative to it, with its md5."""
+    return {file.relative_to(path).as_posix(): file_md5(file) for file in path.rglob("*") if file.is_file()}
+
+
+def _listing_md5(listing: dict[str, str]) -> str:
+    """DVC's hash of a directory from its listing (`<md5>.dir`): the md5 of a JSON list of every file's md5 and
+    path, sorted by path, exactly as DVC 3 writes it into its cache."""
+    entries = [{"md5": listing[rel], "relpath": rel} for rel in sorted(listing)]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
 def directory_md5(path: Path) -> str | None:
-    """DVC's hash of a directory (`<md5>.dir`): the md5 of its listing, a JSON list of every file's md5 and path
-    relative to it, sorted by path, exactly as DVC 3 writes it into its cache; None when `path` is no directory."""
-    if not path.is_dir():
-        return None
-    listing = [
-        {"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
-        for file in sorted(path.rglob("*"), key=lambda p: p.relative_to(path).as_posix())
-        if file.is_file()
-    ]
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+    """DVC's hash of a directory, None when `path` is no directory."""
+    return _listing_md5(_listing(path)) if path.is_dir() else None
 
 
 def _cached_listing(root: Path, md5: str) -> dict[str, str] | None:
@@ -57,23 +61,33 @@ def _input_drift(root: Path, path: str, dep: dict[str, Any], known: dict[str, st
     md5 = str(dep["md5"])
     if not md5.endswith(".dir"):
         return file_drift(root / path, md5)
-    found = directory_md5(root / path)
-    if found is None:
+    if not (root / path).is_dir():
         return "is missing"
-    if found == md5:
+    today = _listing(root / path)  # hashed once: for the directory's hash and for naming what drifted
+    if _listing_md5(today) == md5:
         return None
     cached = _cached_listing(root, md5)
     expected = (
-        {f"{path}/{rel}": digest for rel, digest in cached.items()}
-        if cached is not None
-        else {p: d for p, d in known.items() if p.startswith(f"{path}/")}
+        cached if cached is not None else {p[len(path) + 1 :]: d for p, d in known.items() if p.startswith(f"{path}/")}
     )
-    details = [f"{p} {drift}" for p, d in sorted(expected.items()) if (drift := file_drift(root / p, d))]
-    now = sum(1 for file in (root / path).rglob("*") if file.is_file())
+    details = [
+        f"{path}/{rel} {'is missing' if rel not in today else 'has changed'}"
+        for rel, digest in sorted(expected.items())
+        if today.get(rel) != digest
+    ]
     recorded = len(cached) if cached is not None else dep.get("nfiles")
-    if isinstance(recorded, int) and now != recorded:
-        details.append(f"{now} files where DVC counted {recorded}")
+    if isinstance(recorded, int) and len(today) != recorded:
+        details.append(f"{len(today)} files where DVC counted {recorded}")
     return "has changed since it ran" + (f" ({'; '.join(details)})" if details else "")
+
+
+def _outs(entry: Any) -> dict[str, str]:
+    """A dvc.lock stage entry's outputs, path -> md5 (malformed items skipped: the checks then find them missing)."""
+    return {
+        out["path"]: out["md5"]
+        for out in (entry.get("outs") or [] if isinstance(entry, dict) else [])
+        if isinstance(out, dict) and isinstance(out.get("path"), str) and isinstance(out.get("md5"), str)
+    }
 
 
 @dataclass(frozen=True)
@@ -104,14 +118,8 @@ class Lock:
         return reasons + self._changed_params(entry, root)
 
     def _output_md5s(self) -> dict[str, str]:
-        """Every file output dvc.lock records, any stage (path -> md5): what a directory input was made of."""
-        return {
-            out["path"]: out["md5"]
-            for entry in self.stages.values()
-            if isinstance(entry, dict)
-            for out in entry.get("outs") or []
-            if isinstance(out, dict) and isinstance(out.get("path"), str) and isinstance(out.get("md5"), str)
-        }
+        """Every output dvc.lock records, any stage (path -> md5): what a directory input was made of."""
+        return {path: md5 for entry in self.stages.values() for path, md5 in _outs(entry).items()}
 
     @staticmethod
     def _changed_params(entry: dict[str, Any], root: Path) -> list[str]:
@@ -136,12 +144,7 @@ class Lock:
         """Why the record is not the one DVC recorded for `stage`'s last run: the record file, or a file it says it
         paid for, has another md5 than dvc.lock's (a record copied from another run or commit, say). Files only: a
         directory's hash is DVC's own listing format."""
-        entry = self.stages.get(stage)
-        locked = {
-            out["path"]: out["md5"]
-            for out in (entry.get("outs") or [] if isinstance(entry, dict) else [])
-            if isinstance(out, dict) and isinstance(out.get("path"), str) and isinstance(out.get("md5"), str)
-        }
+        locked = _outs(self.stages.get(stage))
         reasons = []
         record_md5 = locked.get(record_file.as_posix())
         if record_md5 is not None and not record_md5.endswith(".dir") and file_drift(root / record_file, record_md5):
