@@ -59,7 +59,7 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
     if as_json:
         click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
-        click.echo(gating.render(verdict, evidence.payback, evidence.records.get(ITSELF)), nl=False)
+        click.echo(gating.render(verdict, evidence.payback, evidence.records.get(ITSELF), evidence.footprint), nl=False)
     if publish and evidence.records:
         _publish(params_file, document, evidence, root)
     if not verdict.passed:

@@ -72,13 +72,61 @@ class StageBudget(Section):
 
 class BudgetParams(Section):
     """The budgets the gate judges. Model size and accuracy are judged only when set: a project that ships no
-    model (any DVC project under `carbon-budget track`) has energy and CO2 budgets alone."""
+    model (any DVC project under `carbon-budget track`) has energy and CO2 budgets alone; so are the budgets on
+    the deployed model's use (docs/sci.md)."""
 
     energy_kwh: PositiveFloat
     co2_kg: PositiveFloat
     model_size_mb: PositiveFloat | None = None
     min_accuracy: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     stages: dict[str, StageBudget] = {}
+    # the deployed model's measured cost per 1,000 predictions (export's `deploy.inference`)
+    inference_wh_per_1k: PositiveFloat | None = None
+    inference_co2_g_per_1k: PositiveFloat | None = None
+    # training (every stage) plus the expected inference of `usage.predictions`, operational CO2
+    lifetime_co2_kg: PositiveFloat | None = None
+    # Software Carbon Intensity (ISO/IEC 21031): (E x I + M) per functional unit, in g CO2-eq
+    sci_g_per_run: PositiveFloat | None = None
+    sci_g_per_1k_predictions: PositiveFloat | None = None
+
+
+class SciParams(Section):
+    """SCI's embodied term M = TE x (T / EL) x RS: estimates, each with a published default (docs/sci.md)."""
+
+    # TE: the machine's embodied emissions. Cloud Carbon Footprint's base manufacturing emissions of a mono-socket,
+    # low-DRAM commodity rack server (cloud-carbon-coefficients, ccfcoef/constants.py)
+    embodied_kg: PositiveFloat = 1000.0
+    # EL: its expected life, over which TE is spread evenly (the same source's rack-server lifespan)
+    lifetime_years: PositiveFloat = 4.0
+    # RS: the share of the machine the work reserved. 1.0: the whole machine (a laptop, or a CI runner running one
+    # job); a 2-vCPU slice of a 64-thread host is 2/64
+    resource_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
+
+
+class PredictionUsage(Section):
+    """How much the deployed model is expected to predict."""
+
+    per_day: PositiveFloat
+    days: PositiveFloat
+
+    @property
+    def total(self) -> float:
+        return self.per_day * self.days
+
+
+class UsageParams(Section):
+    """The expected use of the deployed model; absent, the gate shows no lifetime footprint."""
+
+    predictions: PredictionUsage | None = None
+
+
+def lifetime_needs_usage(budget: BudgetParams, usage: UsageParams) -> None:
+    """A lifetime budget cannot be judged without the expected use it covers: a ValueError saying which keys."""
+    if budget.lifetime_co2_kg is not None and usage.predictions is None:
+        raise ValueError(
+            f"budget.lifetime_co2_kg = {budget.lifetime_co2_kg!r} needs usage.predictions (per_day and days: how"
+            " many predictions the deployed model will serve, and for how long)"
+        )
 
 
 class MlflowParams(Section):
@@ -96,6 +144,32 @@ class ReportParams(Section):
     # the same, when the pull-request workflow asks (`carbon-budget report --pull-request`); 0: the base branch's
     # executions in MLflow give the band, else the default
     pull_request_remeasure: Annotated[int, Field(ge=0, le=20)] = 0
+
+
+class GateParams(BaseModel):
+    """What the gate reads from params.yaml, validated together: the budgets, the noise band, SCI's embodied
+    terms and the expected use."""
+
+    model_config = ConfigDict(frozen=True)
+    budget: BudgetParams
+    report: ReportParams = ReportParams()
+    sci: SciParams = SciParams()
+    usage: UsageParams = UsageParams()
+
+
+def gate_params(raw: dict[str, Any], source: str) -> GateParams:
+    """The gate's sections of a params file, each validated on its own, then checked against one another."""
+    parsed = GateParams(
+        budget=parse_section(raw, "budget", BudgetParams, source),
+        report=parse_section(raw, "report", ReportParams, source),
+        sci=parse_section(raw, "sci", SciParams, source),
+        usage=parse_section(raw, "usage", UsageParams, source),
+    )
+    try:
+        lifetime_needs_usage(parsed.budget, parsed.usage)
+    except ValueError as exc:
+        raise ParamsError(f"{source} is not valid:\n  - {exc}") from None
+    return parsed
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

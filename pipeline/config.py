@@ -1,8 +1,9 @@
 """The reference pipeline's params.yaml, validated whole, once, at the edge into typed, frozen objects.
 
 Its own sections (data, model, train, distill, export) sit beside the plugin's (carbon, budget, forecast,
-mlflow), which come from `carbon_budget.config` unchanged; every stage reads params through `load_params`, and a
-bad file gets the plugin's one message per problem, naming the key, the value and what is allowed.
+mlflow, report, sci, usage), which come from `carbon_budget.config` unchanged; every stage reads params through
+`load_params`, and a bad file gets the plugin's one message per problem, naming the key, the value and what is
+allowed.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from carbon_budget.config import (
     BudgetParams,
     CarbonParams,
     ForecastParams,
+    GateParams,
     MlflowParams,
     PositiveFloat,
     ReportParams,
+    SciParams,
     Section,
+    UsageParams,
+    lifetime_needs_usage,
     read_params_file,
     validate,
 )
@@ -164,7 +169,14 @@ class Params(Section):
     budget: ModelBudgetParams
     mlflow: MlflowParams = MlflowParams()
     report: ReportParams = ReportParams()
+    sci: SciParams = SciParams()
+    usage: UsageParams = UsageParams()
     distill: DistillParams = DistillParams()
+
+    @model_validator(mode="after")
+    def _lifetime_has_usage(self) -> Params:
+        lifetime_needs_usage(self.budget, self.usage)
+        return self
 
     @model_validator(mode="after")
     def _deployable_model(self) -> Params:
@@ -180,6 +192,10 @@ class Params(Section):
                 f" ({', '.join(self.distill.students)}; or 'teacher')"
             )
         return self
+
+    def gate(self) -> GateParams:
+        """The sections the gate reads, as the plugin's gate takes them."""
+        return GateParams(budget=self.budget, report=self.report, sci=self.sci, usage=self.usage)
 
     def deployed_model(self) -> str:
         """'teacher', or the student export deploys: the only student unless export.model names one."""

@@ -182,4 +182,4 @@ def inference_energy(
         f" (cpu {methods['cpu']}, ram {methods['ram']}, gpu {methods['gpu']})"
     )
     measured = measure_predictions(run.energy_kwh, predictor(fmt, path), batches, seconds, method)
-    return measured.as_dict(run.intensity_g_per_kwh)
+    return measured.as_dict(run.intensity)

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from carbon_budget.gate.budgets import Verdict
+from carbon_budget.gate.footprint import Footprint, Sci
 from carbon_budget.records.record import EmissionRecord
 
 
@@ -31,6 +32,7 @@ def render(
     dataset: dict[str, str],
     model_name: str = "teacher",
     inference: dict[str, Any] | None = None,
+    footprint: Footprint | None = None,
 ) -> str:
     """The card of the deployed artifact: its own test accuracy (what the gate judges), the cost of every stage
     before export, and the verdict at export time. `dataset` is the Hub's `{name, type}` of the data trained on."""
@@ -117,6 +119,35 @@ def render(
             f" ({inference['energy_per_prediction_j']:.4g} J per prediction; {inference['measured_predictions']:,}"
             f" predictions in {inference['measured_seconds']:.2f} s, {inference['method']}).",
         ]
+    scores = [score for score in (footprint.training, footprint.inference) if score] if footprint else []
+    if scores:
+        lines += _sci_section(scores)
     status = "within budget so far" if verdict.passed else "over budget: " + "; ".join(verdict.failures())
     lines += ["", "## Budget", "", f"At export time: {status}. {budget_note}", ""]
     return "\n".join(lines)
+
+
+def _sci_section(scores: list[Sci]) -> list[str]:
+    """Software Carbon Intensity, (E x I + M) per R, term by term with where each came from."""
+    lines = [
+        "",
+        "## Software Carbon Intensity (SCI)",
+        "",
+        "SCI = (E x I + M) per R (Green Software Foundation, ISO/IEC 21031:2024): E energy, I the grid's"
+        " location-based intensity, M the machine's embodied emissions for the time the work held it, R the"
+        " functional unit. The training run covers the stages before export.",
+        "",
+        "| R (functional unit) | SCI (g CO2-eq) | E (kWh) | I (g/kWh) | E x I (g) | M (g) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for score in scores:
+        lines.append(
+            f"| {score.functional_unit} | {score.sci_g:.4g} | {score.energy_kwh:.4g} |"
+            f" {score.intensity_g_per_kwh:.4g} | {score.operational_g:.4g} | {score.embodied_g:.4g} |"
+        )
+    first = scores[0].as_dict()["sources"]
+    lines += [
+        "",
+        f"I: {first['intensity']}. M: {first['embodied']}.",
+    ]
+    return lines

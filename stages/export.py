@@ -37,7 +37,7 @@ def main() -> None:
     model_name = params.deployed_model()
     with StageRun(
         "export",
-        ("export", "distill", "carbon"),
+        ("export", "distill", "carbon", "sci"),
         carbon=params.carbon,
         outputs=[layout.EXPORT_DIR, layout.EXPORT_METRICS],
         metrics_files=[layout.EXPORT_METRICS],
@@ -46,6 +46,7 @@ def main() -> None:
         import torch
 
         from carbon_budget.gate.budgets import check
+        from carbon_budget.gate.footprint import footprint
         from pipeline import modelcard
         from pipeline.data import load_splits
         from pipeline.evaluation import top1_accuracy
@@ -114,7 +115,15 @@ def main() -> None:
         write_json(layout.EXPORT_METRICS, document)
         write_json(layout.INPUT_EXAMPLE, {"input": splits.x_test[:2].tolist()})
         records = records_so_far(params)
-        so_far = check(params.budget, records, deployed["size_mb"], deployed["accuracy"], [])  # as the gate judges it
+        measured = footprint(
+            {name: r.model_dump(mode="json") for name, r in records.items()},
+            document["deploy"]["inference"],
+            params.sci,
+            params.usage.predictions,
+        )
+        so_far = check(  # as the gate judges it, with the records so far
+            params.budget, records, deployed["size_mb"], deployed["accuracy"], [], params.report.noise_pct, measured
+        )
         write_text_atomic(
             layout.MODEL_CARD,
             modelcard.render(
@@ -127,6 +136,7 @@ def main() -> None:
                 dataset={"name": params.data.path or params.data.source, "type": params.data.source},
                 model_name=model_name,
                 inference=document["deploy"]["inference"],
+                footprint=measured,
             ),
         )
         run.tags.update(

@@ -28,15 +28,19 @@ def main() -> None:
     params = parse_params(raw)  # the whole file, as every stage reads it: a bad value fails here too
     work_dir = Path.cwd()
     with StageRun(
-        "gate", ("budget", "report"), carbon=params.carbon, outputs=OUTPUTS, metrics_files=[layout.GATE_METRICS]
+        "gate",
+        ("budget", "report", "sci", "usage"),
+        carbon=params.carbon,
+        outputs=OUTPUTS,
+        metrics_files=[layout.GATE_METRICS],
     ) as run:
-        verdict, evidence = judge(params.budget, raw, work_dir, params.report.noise_pct)
+        verdict, evidence = judge(params.gate(), raw, work_dir)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         per_stage, efficiency = plot_rows(document)
         write_csv(layout.ENERGY_PER_STAGE, per_stage)
         write_csv(layout.EFFICIENCY, efficiency)
-        print(render(verdict, evidence.payback, evidence.records.get(ITSELF)))
+        print(render(verdict, evidence.payback, evidence.records.get(ITSELF), evidence.footprint))
     assert run.record is not None
     try:
         print(

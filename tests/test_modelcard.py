@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from carbon_budget.config import BudgetParams
+from carbon_budget.config import BudgetParams, SciParams
 from carbon_budget.gate.budgets import check
+from carbon_budget.gate.footprint import footprint
 from pipeline.modelcard import render, task_of
 from tests.test_budgets import record
 
@@ -46,3 +47,21 @@ def test_the_task_follows_the_data_and_an_over_budget_card_says_why(tmp_path: Pa
     parsed, text = card(tmp_path, task_of(None), {"name": "data/features.csv", "type": "csv"}, budget)
     assert parsed.data.eval_results[0].task_type == "tabular-classification"
     assert "At export time: over budget: test accuracy" in text
+
+
+def test_the_card_shows_sci_term_by_term(tmp_path: Path) -> None:
+    records = {"train": record("train", 2e-5, duration_s=3.0), "evaluate": record("evaluate", 1e-5, duration_s=1.0)}
+    inference = {"energy_per_1k_predictions_kwh": 2e-9, "co2_per_1k_predictions_g": 8e-7}
+    inference |= {"measured_seconds": 2.0, "measured_predictions": 2_000_000, "intensity_source": "test grid"}
+    measured = footprint({n: r.model_dump(mode="json") for n, r in records.items()}, inference, SciParams(), None)
+    budget = BudgetParams(energy_kwh=1.0, co2_kg=1.0)
+    verdict = check(budget, records, 0.02, 0.97, [], footprint=measured)
+    text = render(records, ARTIFACTS, "onnx_int8", verdict, budget_note="", task="x", dataset={}, footprint=measured)
+    assert "## Software Carbon Intensity (SCI)" in text
+    life_s = 4 * 365.25 * 86400
+    # one training run: E 3e-5 kWh x 400 g/kWh = 0.012 g; M = 1e6 g x 4 s / 4 years
+    assert (
+        f"| one training run | {0.012 + 1e6 * 4 / life_s:.4g} | 3e-05 | 400 | 0.012 | {1e6 * 4 / life_s:.4g} |" in text
+    )
+    assert f"| 1,000 predictions | {8e-7 + 1e6 * 0.001 / life_s:.4g} | 2e-09 | 400 |" in text
+    assert "Cloud Carbon Footprint" in text

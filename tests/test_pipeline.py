@@ -154,18 +154,41 @@ def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dic
     assert gate["energy_kwh"] == pytest.approx(total, rel=1e-12)
     assert gate["co2_kg"] == pytest.approx(sum(r["co2_kg"] for r in records.values()), rel=1e-12)
 
+    # SCI per training run: E is the gate's total, E x I its CO2, and M the embodied share over its time
+    sci, inference, lifetime = gate["sci"]["training"], gate["sci"]["inference"], gate["lifetime"]
+    assert sci["energy_kwh"] == gate["energy_kwh"]
+    assert sci["operational_g"] == pytest.approx(gate["co2_kg"] * 1000, rel=1e-12)
+    assert sci["embodied"]["time_reserved_s"] == pytest.approx(gate["duration_s"], rel=1e-12)
+    assert sci["sci_g"] == pytest.approx(sci["operational_g"] + sci["embodied_g"], rel=1e-12)
+    measured = json.loads((project / "metrics/export.json").read_text())["deploy"]["inference"]
+    assert inference["energy_kwh"] == measured["energy_per_1k_predictions_kwh"]  # the meter's, not latency's
+    assert lifetime["training_co2_kg"] == gate["co2_kg"]
+    assert lifetime["co2_kg"] == pytest.approx(lifetime["training_co2_kg"] + lifetime["inference_co2_kg"])
+
     with sqlite3.connect(project / "mlflow.db") as con:
-        parent = con.execute(
-            "select m.value from metrics m where m.key = 'energy_kwh' and not exists (select 1 from tags t"
-            " where t.run_uuid = m.run_uuid and t.key = 'mlflow.parentRunId')"
-        ).fetchall()
-    assert len(parent) == 1 and parent[0][0] == pytest.approx(total, rel=1e-12)
+        parent = dict(
+            con.execute(
+                "select m.key, m.value from metrics m where not exists (select 1 from tags t"
+                " where t.run_uuid = m.run_uuid and t.key = 'mlflow.parentRunId')"
+            ).fetchall()
+        )
+    assert parent["energy_kwh"] == pytest.approx(total, rel=1e-12)
+    assert parent["sci.training.sci_g"] == pytest.approx(sci["sci_g"], rel=1e-12)
+    assert parent["sci.inference.sci_g"] == pytest.approx(inference["sci_g"], rel=1e-12)
+    assert parent["lifetime.co2_kg"] == pytest.approx(lifetime["co2_kg"], rel=1e-12)
 
     report = json.loads(run(["carbon-budget", "report", "--format", "json"], project, tool_env).stdout)
     assert report["totals"]["energy_kwh"]["current"] == pytest.approx(total, rel=1e-12)
+    assert report["totals"]["sci_g_per_run"]["current"] == pytest.approx(sci["sci_g"], rel=1e-12)
+    assert report["totals"]["sci_g_per_1k_predictions"]["current"] == pytest.approx(inference["sci_g"], rel=1e-12)
 
     card = (project / "models/export/README.md").read_text()
     grams = yaml.safe_load(card.split("---\n")[1])["co2_eq_emissions"]["emissions"]
     before_export = ("preprocess", "train", "evaluate")
     assert grams == round(sum(records[s]["co2_kg"] for s in before_export) * 1000, 6)
     assert "At export time: within budget so far" in card  # the gate passed too
+    # the card's SCI: the same inference score, and the training run of the stages before export
+    assert f"| 1,000 predictions | {inference['sci_g']:.4g} | {inference['energy_kwh']:.4g} |" in card
+    energy_before = sum(records[s]["energy_kwh"] for s in before_export)
+    row = next(line for line in card.splitlines() if line.startswith("| one training run |"))
+    assert row.split(" | ")[2] == f"{energy_before:.4g}"

@@ -43,6 +43,36 @@ def test_raised_energy_budget_is_a_loosening_and_raised_accuracy_floor_is_not() 
     assert changes["budget.co2_kg"]["change"] == "removed" and changes["budget.co2_kg"]["loosened"]
 
 
+def test_raising_any_ceiling_is_a_loosening_whatever_its_name() -> None:
+    """Every budget but the accuracy floor is a ceiling: the per-prediction, lifetime and SCI ones too."""
+    keys = ("inference_wh_per_1k", "inference_co2_g_per_1k", "lifetime_co2_kg", "sci_g_per_run")
+    changes = budget_changes({"budget": dict.fromkeys(keys, 2.0)}, {"budget": dict.fromkeys(keys, 1.0)})
+    assert [c["key"] for c in changes if c["loosened"]] == sorted(f"budget.{k}" for k in keys)
+    lowered = budget_changes({"budget": dict.fromkeys(keys, 0.5)}, {"budget": dict.fromkeys(keys, 1.0)})
+    assert not any(c["loosened"] for c in lowered)
+
+
+def test_sci_against_base_from_each_sides_records_and_params() -> None:
+    """The SCI rows compare each revision's own score: the base's records under the base's `sci` params."""
+    now, base = side("now", 0.002), side("main", 0.001)
+    now.params["sci"] = {"resource_share": 0.5}
+    inference = {"energy_per_1k_predictions_kwh": 2e-6, "co2_per_1k_predictions_g": 8e-4}
+    inference |= {"measured_seconds": 2.0, "measured_predictions": 1_000_000}
+    now.export["deploy"]["inference"] = inference
+    now.params["budget"]["sci_g_per_run"] = 5.0
+    report = compare(now, base, Verdict([]), "abc123")
+    life_s = 4 * 365.25 * 86400
+    # E x I + M: 0.002 kWh x 400 g/kWh + 1,000,000 g x 2 s / 4 years x share
+    assert report["totals"]["sci_g_per_run"]["current"] == pytest.approx(0.8 + 1e6 * 2 / life_s * 0.5)
+    assert report["totals"]["sci_g_per_run"]["base"] == pytest.approx(0.4 + 1e6 * 2 / life_s)
+    assert report["totals"]["sci_g_per_run"]["budget"] == 5.0
+    assert report["totals"]["sci_g_per_1k_predictions"]["base"] is None  # the base measured no prediction
+    assert report["sci"]["inference"]["sci_g"] == report["totals"]["sci_g_per_1k_predictions"]["current"]
+    markdown = render_markdown(report)
+    assert "| SCI per training run | 808 mg | 416 mg | +392 mg (+94.3%) |" in markdown and "| 5 g |" in markdown
+    assert "- SCI (one training run): 0.8079 g CO2-eq = E 0.002 kWh x I 400 g/kWh" in markdown
+
+
 def test_params_diff_leaves_budgets_to_their_own_section() -> None:
     changes = params_changes(
         {"train": {"epochs": 22}, "budget": {"energy_kwh": 1}}, {"train": {"epochs": 20}, "budget": {"energy_kwh": 2}}

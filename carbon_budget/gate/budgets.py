@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from carbon_budget.config import BudgetParams, ReportParams
+from carbon_budget.gate.footprint import Footprint
 from carbon_budget.records.record import EmissionRecord
 
 
@@ -99,11 +100,13 @@ def check(
     accuracy: float | None,
     problems: list[str],
     noise_pct: float = ReportParams().noise_pct,
+    footprint: Footprint | None = None,
 ) -> Verdict:
     """Compare every configured budget with its figure; a figure that is None is a problem, not a pass.
 
-    Energy and CO2 are always judged; model size and accuracy only when their budget is set. Measured figures
-    carry `noise_pct`, the band their repeated measurement moves in, so a budget set inside it shows as one."""
+    Energy and CO2 are always judged; model size, accuracy and the deployed model's use (`footprint`: its
+    energy per prediction, lifetime and SCI) only when their budget is set. Measured figures carry `noise_pct`,
+    the band their repeated measurement moves in, so a budget set inside it shows as one."""
     problems = list(problems)
     total = totals(records)
     lines = [
@@ -151,4 +154,37 @@ def check(
                     "test accuracy", "budget.min_accuracy", "", budget.min_accuracy, accuracy, higher_is_better=True
                 )
             )
+    lines += _footprint_lines(budget, footprint or Footprint(), problems, noise_pct)
     return Verdict(lines, problems)
+
+
+def _footprint_lines(
+    budget: BudgetParams, footprint: Footprint, problems: list[str], noise_pct: float
+) -> list[BudgetLine]:
+    """The budgets on the deployed model's use; one that is set without its figure is a problem naming it."""
+    inference, training, lifetime = footprint.inference, footprint.training, footprint.lifetime
+    inference_how = "estimated" if inference and inference.energy_estimated else "measured"
+    unmeasured = "the deployed model's energy per prediction is unknown (no `deploy.inference` in metrics/export.json)"
+    wanted: list[tuple[str, str, str, float | None, str, str]] = [
+        ("inference per 1k", "inference_wh_per_1k", "Wh",
+         inference.energy_kwh * 1000 if inference else None, inference_how, unmeasured),
+        ("inference co2 per 1k", "inference_co2_g_per_1k", "g",
+         inference.operational_g if inference else None, inference_how, unmeasured),
+        ("lifetime co2", "lifetime_co2_kg", "kg",
+         lifetime.co2_kg if lifetime else None, inference_how,
+         "the lifetime footprint is unknown: " + unmeasured),
+        ("SCI per run", "sci_g_per_run", "g",
+         training.sci_g if training else None, "estimated", "no stage record to score"),
+        ("SCI per 1k predictions", "sci_g_per_1k_predictions", "g",
+         inference.sci_g if inference else None, "estimated", unmeasured),
+    ]  # fmt: skip
+    lines = []
+    for name, attribute, unit, measured, how, missing in wanted:
+        limit = getattr(budget, attribute)
+        if limit is None:
+            continue
+        if measured is None:
+            problems.append(f"budget.{attribute}: {missing}")
+        else:
+            lines.append(BudgetLine(name, f"budget.{attribute}", unit, limit, measured, how, noise_pct=noise_pct))
+    return lines

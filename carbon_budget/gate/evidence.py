@@ -9,15 +9,17 @@ vouch for a new model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from carbon_budget import layout
-from carbon_budget.config import BudgetParams, ReportParams, parse_section, read_params_file, section_value
+from carbon_budget.config import GateParams, gate_params, read_params_file, section_value
 from carbon_budget.errors import CarbonBudgetError, RecordError
 from carbon_budget.files import read_json
 from carbon_budget.gate.budgets import Verdict, check, totals
+from carbon_budget.gate.footprint import Footprint, footprint
+from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
 from carbon_budget.records.dvcyaml import entry_path, generated_recorded_stages, read_stages
 from carbon_budget.records.lockfile import Lock, load_lock
@@ -37,6 +39,7 @@ class Evidence:
     accuracy: float | None
     deploy_path: str | None
     payback: dict[str, Any] | None = None
+    footprint: Footprint = field(default_factory=Footprint)
 
 
 def gate_stage(dvc_yaml: Path, stages: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -95,9 +98,10 @@ def _metrics_with(path: Path, key: str, problems: list[str], required: bool) -> 
     return None
 
 
-def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence:
+def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     """Every record the gate accounts for, checked, and the deployed model's figures (from DEPLOY_METRICS) that
-    the size and accuracy budgets need; what is missing or doubtful becomes a problem, never a pass."""
+    the size, accuracy and footprint budgets need; what is missing or doubtful becomes a problem, never a pass."""
+    budget = gate.budget
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
     try:
@@ -154,7 +158,11 @@ def gather(budget: BudgetParams, params: dict[str, Any], root: Path) -> Evidence
     itself = _itself(root)
     if itself is not None:
         records[layout.ITSELF] = itself
-    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback)
+    inference = deployed.get("inference") if isinstance(deployed, dict) else None
+    measured = footprint(
+        {n: r.model_dump(mode="json") for n, r in records.items()}, inference, gate.sci, gate.usage.predictions
+    )
+    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback, measured)
 
 
 def _itself(root: Path) -> EmissionRecord | None:
@@ -167,23 +175,28 @@ def _itself(root: Path) -> EmissionRecord | None:
         return None
 
 
-def judge(
-    budget: BudgetParams, params: dict[str, Any], root: Path, noise_pct: float = ReportParams().noise_pct
-) -> tuple[Verdict, Evidence]:
+def judge(gate: GateParams, params: dict[str, Any], root: Path) -> tuple[Verdict, Evidence]:
     """The verdict on the project at `root`; `params` is params.yaml as plain data, as the records keep it, and
-    `noise_pct` the band its measured figures move in (`report.noise_pct`)."""
-    evidence = gather(budget, params, root)
+    `gate` its sections the gate reads (the band measured figures move in is `report.noise_pct`)."""
+    evidence = gather(gate, params, root)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
-    verdict = check(budget, evidence.records, evidence.model_size_mb, accuracy, evidence.problems, noise_pct)
+    verdict = check(
+        gate.budget,
+        evidence.records,
+        evidence.model_size_mb,
+        accuracy,
+        evidence.problems,
+        gate.report.noise_pct,
+        evidence.footprint,
+    )
     return verdict, evidence
 
 
 def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
-    """`carbon-budget gate` and `report`: only params.yaml's `budget:` section is validated here, so a project's
+    """`carbon-budget gate` and `report`: only the sections the gate reads are validated here, so a project's
     own keys are never judged (its stages validate them)."""
     raw = read_params_file(params_file)
-    noise = parse_section(raw, "report", ReportParams, str(params_file)).noise_pct
-    return judge(parse_section(raw, "budget", BudgetParams, str(params_file)), raw, root, noise)
+    return judge(gate_params(raw, str(params_file)), raw, root)
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
@@ -216,6 +229,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "parameters": evidence.parameters,
         "test_accuracy": evidence.accuracy,
         "distillation": evidence.payback,
+        **evidence.footprint.as_dict(),
         "stages": {
             name: {
                 "energy_kwh": r.energy_kwh,
@@ -228,8 +242,13 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def render(verdict: Verdict, payback: dict[str, Any] | None = None, itself: EmissionRecord | None = None) -> str:
-    """The table people read in the terminal and in `dvc repro` output."""
+def render(
+    verdict: Verdict,
+    payback: dict[str, Any] | None = None,
+    itself: EmissionRecord | None = None,
+    measured: Footprint | None = None,
+) -> str:
+    """The table people read in the terminal and in `dvc repro` output, then the SCI scores and lifetime."""
     from io import StringIO
 
     from rich.console import Console
@@ -260,6 +279,8 @@ def render(verdict: Verdict, payback: dict[str, Any] | None = None, itself: Emis
         )
     if payback is not None:
         console.print(describe(payback), highlight=False, markup=False)
+    for text in describe_footprint(measured) if measured is not None else []:
+        console.print(text, highlight=False, markup=False)
     if itself is not None:
         console.print(
             f"{layout.ITSELF}: {itself.energy_kwh * 1000:.4g} Wh, {itself.co2_kg * 1000:.4g} g CO2"

@@ -414,6 +414,11 @@ class EnergyMeter:
     def intensity_g_per_kwh(self) -> float:
         return self._intensity.g_per_kwh
 
+    @property
+    def intensity(self) -> Intensity:
+        """The grid intensity charged, with where it came from (a figure derived later cites it)."""
+        return self._intensity
+
     def _own_cpu(self, tracker: Any) -> tuple[float, float] | None:
         """(kWh, CPU-seconds): the stage's CPU energy from its own CPU-seconds, when codecarbon's CPU figure is a
         load estimate in process mode; None where codecarbon's figure stands (sensors, machine mode, a CPU we

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carbon_budget.errors import MeasurementError
-from carbon_budget.measure.energy import J_PER_KWH
+from carbon_budget.measure.energy import J_PER_KWH, Intensity
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,16 @@ class PredictionEnergy:
     def energy_per_1k_predictions_kwh(self) -> float:
         return self.energy_kwh / self.predictions * 1000
 
-    def as_dict(self, intensity_g_per_kwh: float) -> dict[str, Any]:
-        """The figures metrics/export.json keeps, units in their names; CO2 at the stage's own intensity."""
+    def as_dict(self, intensity: Intensity) -> dict[str, Any]:
+        """The figures metrics/export.json keeps, units in their names; CO2 at the stage's own intensity, which
+        is kept with its source (SCI's I for inference)."""
         return {
             "energy_per_prediction_j": self.energy_per_prediction_j,
             "energy_per_1k_predictions_kwh": self.energy_per_1k_predictions_kwh,
             "energy_per_1k_predictions_wh": self.energy_per_1k_predictions_kwh * 1000,
-            "co2_per_1k_predictions_g": self.energy_per_1k_predictions_kwh * intensity_g_per_kwh,
+            "co2_per_1k_predictions_g": self.energy_per_1k_predictions_kwh * intensity.g_per_kwh,
+            "carbon_intensity_g_per_kwh": intensity.g_per_kwh,
+            "intensity_source": intensity.source,
             "measured_predictions": self.predictions,
             "measured_seconds": self.seconds,
             "measured_energy_kwh": self.energy_kwh,

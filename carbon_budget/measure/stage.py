@@ -27,7 +27,7 @@ import psutil
 from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_params_file, section_value
 from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
 from carbon_budget.layout import record_path
-from carbon_budget.measure.energy import EnergyMeter, EnergyReading
+from carbon_budget.measure.energy import EnergyMeter, EnergyReading, Intensity
 from carbon_budget.measure.memory import RAM_SOURCE
 from carbon_budget.measure.quiet import forecasting
 from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
@@ -185,6 +185,10 @@ class StageRun:
     @property
     def intensity_g_per_kwh(self) -> float:
         return self._meter.intensity_g_per_kwh
+
+    @property
+    def intensity(self) -> Intensity:
+        return self._meter.intensity
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Remembered as well as raised: a signal that lands inside codecarbon is swallowed by its blanket

@@ -360,6 +360,14 @@ def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
             metrics[key] = float(verdict[key])
     if verdict["energy_kwh"] > 0 and "test_accuracy" in metrics:
         metrics["accuracy_per_kwh"] = metrics["test_accuracy"] / verdict["energy_kwh"]
+    for unit, score in (verdict.get("sci") or {}).items():  # Software Carbon Intensity, term by term
+        for term in ("sci_g", "energy_kwh", "intensity_g_per_kwh", "operational_g", "embodied_g"):
+            if isinstance(score, dict) and isinstance(score.get(term), int | float):
+                metrics[f"sci.{unit}.{term}"] = float(score[term])
+    lifetime = verdict.get("lifetime") or {}
+    for key in ("co2_kg", "training_co2_kg", "inference_co2_kg", "energy_kwh", "predictions"):
+        if isinstance(lifetime.get(key), int | float):
+            metrics[f"lifetime.{key}"] = float(lifetime[key])
     for stage, figures in verdict["stages"].items():
         metrics[f"{stage}.energy_kwh"] = figures["energy_kwh"]
         metrics[f"{stage}.energy_wh"] = figures["energy_kwh"] * 1000

@@ -18,18 +18,24 @@ from typing import Any
 import yaml
 
 from carbon_budget import layout
-from carbon_budget.config import ReportParams
+from carbon_budget.config import ReportParams, SciParams, UsageParams, parse_section
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import parse_yaml
 from carbon_budget.gate.budgets import Verdict
+from carbon_budget.gate.footprint import Footprint, footprint
+from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
 from carbon_budget.records.dvcyaml import DVC_FILE, generated_recorded_stages
 from carbon_budget.records.record import summarize_methods
 from carbon_budget.report.noise import NOT_COMPARED, Noise, judge, unlike
 
 Reader = Callable[[str], str | None]
-# Budgets where a larger number is looser; for the others (min_accuracy) a smaller number is looser.
-_LOWER_IS_STRICTER = ("energy_kwh", "co2_kg", "model_size_mb", "duration_s")
+# Budgets where a smaller number is looser (a floor); every other budget is a ceiling, looser when larger.
+_HIGHER_IS_STRICTER = ("min_accuracy",)
+
+
+# the report's SCI figures (g CO2-eq per functional unit), by the footprint's score they read
+SCI_FIGURES = {"sci_g_per_run": "training", "sci_g_per_1k_predictions": "inference"}
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,23 @@ class Side:
             "energy_kwh_per_1k_predictions": self.inference("energy_per_1k_predictions_kwh"),
             "co2_kg_per_1k_predictions": _scaled(self.inference("co2_per_1k_predictions_g"), 1e-3),
         }.get(name)
+        if name in SCI_FIGURES:
+            score = getattr(self.footprint(), SCI_FIGURES[name])
+            value = score.sci_g if score is not None else None
         if name == "accuracy_per_kwh":
             accuracy, energy = self.figure("test_accuracy"), self.figure("energy_kwh")
             value = accuracy / energy if accuracy is not None and energy else None
         return float(value) if isinstance(value, int | float) else None
+
+    def footprint(self) -> Footprint:
+        """This revision's SCI scores and lifetime, from its own records, export metrics and params."""
+        source = f"params.yaml at {self.label}"
+        return footprint(
+            self.records,
+            (self.export.get("deploy") or {}).get("inference"),
+            parse_section(self.params, "sci", SciParams, source),
+            parse_section(self.params, "usage", UsageParams, source).predictions,
+        )
 
     def inference(self, key: str) -> Any:
         """A figure of the deployed model's measured energy per prediction (export's `deploy.inference`)."""
@@ -169,7 +188,7 @@ def budget_changes(current: dict[str, Any], base: dict[str, Any]) -> list[dict[s
             kind, loosened = "added", False
         elif isinstance(old, int | float) and isinstance(new, int | float):
             kind = "raised" if new > old else "lowered"
-            loosened = (kind == "raised") == key.endswith(_LOWER_IS_STRICTER)
+            loosened = (kind == "raised") != key.endswith(_HIGHER_IS_STRICTER)
         else:
             kind, loosened = "changed", True
         changes.append({"key": key, "change": kind, "base": old, "current": new, "loosened": loosened})
@@ -196,14 +215,16 @@ FIGURES = (
     "accuracy_per_kwh",
     "energy_kwh_per_1k_predictions",
     "co2_kg_per_1k_predictions",
+    *SCI_FIGURES,
 )
 # figures measured on this machine's power model besides the stages' own: compared only between records alike
-MEASURED_TOTALS = ("accuracy_per_kwh", "energy_kwh_per_1k_predictions", "co2_kg_per_1k_predictions")
+MEASURED_TOTALS = ("accuracy_per_kwh", "energy_kwh_per_1k_predictions", "co2_kg_per_1k_predictions", *SCI_FIGURES)
 BUDGET_OF = {
     "energy_kwh": "energy_kwh",
     "co2_kg": "co2_kg",
     "model_size_mb": "model_size_mb",
     "test_accuracy": "min_accuracy",
+    **{name: name for name in SCI_FIGURES},
 }
 
 
@@ -244,6 +265,7 @@ def compare(
     budgets = current.params.get("budget") or {}
     stages = [_stage_entry(name, record, base_records.get(name), noise) for name, record in current.records.items()]
     unlike_stages = [s["stage"] for s in stages if "not_compared" in s]
+    scored = current.footprint()
     totals = {}
     for name in FIGURES:
         entry = _delta(current.figure(name), base.figure(name) if base else None)
@@ -273,6 +295,8 @@ def compare(
         "budget_changes": budget_changes(current.params, base.params) if base else [],
         "params_changes": params_changes(current.params, base.params) if base else [],
         "distillation": distillation_payback(current.records, current.export),
+        "footprint": describe_footprint(scored),
+        **scored.as_dict(),
     }
 
 
@@ -323,6 +347,7 @@ FORMATS: dict[str, Callable[[float | None], str]] = {
     "accuracy_per_kwh": lambda v: "–" if v is None else f"{v:,.0f} /kWh",
     "energy_kwh_per_1k_predictions": energy,
     "co2_kg_per_1k_predictions": mass,
+    **{name: lambda g: mass(None if g is None else g / 1000) for name in SCI_FIGURES},
 }
 LABELS = {
     "energy_kwh": "energy",
@@ -334,6 +359,8 @@ LABELS = {
     "accuracy_per_kwh": "accuracy per kWh",
     "energy_kwh_per_1k_predictions": "energy per 1,000 predictions",
     "co2_kg_per_1k_predictions": "CO2-eq per 1,000 predictions",
+    "sci_g_per_run": "SCI per training run",
+    "sci_g_per_1k_predictions": "SCI per 1,000 predictions",
 }
 
 
@@ -399,6 +426,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {LABELS[name]} | {fmt(entry['current'])} | {fmt(entry['base'])} | {_change(entry, fmt)}"
             f" | {_versus_noise(entry) if report['base'] else ''} | {budget} |"
         )
+    if report.get("footprint"):
+        lines.append("\n### Software Carbon Intensity and lifetime (this change)\n")
+        lines += [f"- {line}" for line in report["footprint"]]
+        lines.append("\n<sub>SCI = (E × I + M) per R, ISO/IEC 21031; M is an estimate (docs/sci.md).</sub>")
     lines.append("\n### Per stage\n")
     lines.append("| stage | duration | Δ | energy | Δ | energy vs noise | CO2-eq | Δ | how |")
     lines.append("|---|---:|---:|---:|---:|---|---:|---:|---|")
