@@ -141,6 +141,10 @@ class ExportParams(Section):
     latency_batch_size: Annotated[int, Field(gt=0)] = 64
     # how long the deployed model (and its teacher) predicts under the meter for a measured energy per prediction
     inference_seconds: Annotated[float, Field(ge=0.1, le=600, allow_inf_nan=False)] = 2.0
+    # CPU threads the artifacts predict with (torch and ONNX Runtime; null: their default, one per core). Beside a
+    # busy process, two threads predicted 4.5x slower than one on a 2-core host (they spin waiting for each other),
+    # and the energy per prediction with them
+    threads: Annotated[int, Field(gt=0)] | None = 1
     registered_model_name: str | None = None
     model: str | None = None
 

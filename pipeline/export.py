@@ -101,10 +101,13 @@ def write_artifacts(
     return paths
 
 
-def predictor(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Load an artifact the way a deployment would, as a function from inputs to logits."""
+def predictor(fmt: str, path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Load an artifact the way a deployment would, as a function from inputs to logits, predicting on `threads`
+    CPU threads (None: the runtime's default)."""
     try:
         if fmt == "torchscript":
+            if threads is not None:
+                torch.set_num_threads(threads)
             module = torch.jit.load(str(path), map_location="cpu").eval()
 
             def run_torchscript(x: np.ndarray) -> np.ndarray:
@@ -114,7 +117,10 @@ def predictor(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
             return run_torchscript
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
     except Exception as exc:  # each runtime raises its own types for a truncated or foreign file
@@ -144,9 +150,10 @@ def check_artifact(
     y_test: np.ndarray,
     batch_size: int,
     max_accuracy_drop: float,
+    threads: int | None = None,
 ) -> ArtifactCheck:
     """Compare an artifact's outputs with the trained model's `reference` logits on the test split."""
-    run = predictor(fmt, path)
+    run = predictor(fmt, path, threads)
     try:  # in deployment-sized batches: a dynamically quantised model picks its activation scale per batch
         logits = np.concatenate([run(x_test[i : i + batch_size]) for i in range(0, len(x_test), batch_size)])
     except Exception as exc:
@@ -171,7 +178,7 @@ def check_artifact(
 
 
 def inference_energy(
-    run: StageRun, fmt: str, path: Path, x_test: np.ndarray, batch_size: int, seconds: float
+    run: StageRun, fmt: str, path: Path, x_test: np.ndarray, batch_size: int, seconds: float, threads: int | None
 ) -> dict[str, Any]:
     """The artifact's measured energy per prediction: it predicts on `x_test` in deployment-sized batches for at
     least `seconds` under the stage's own meter (`run`), as `metrics/export.json` keeps it."""
@@ -179,7 +186,8 @@ def inference_energy(
     methods = run.methods_now()
     method = (
         f"measured under the export stage's meter, {seconds:g} s of predictions in batches of {batch_size}"
+        f" on {threads or 'the default'} thread(s)"
         f" (cpu {methods['cpu']}, ram {methods['ram']}, gpu {methods['gpu']})"
     )
-    measured = measure_predictions(run.energy_kwh, predictor(fmt, path), batches, seconds, method)
+    measured = measure_predictions(run.energy_kwh, predictor(fmt, path, threads), batches, seconds, method)
     return measured.as_dict(run.intensity)

@@ -57,7 +57,13 @@ def main() -> None:
 
         def inference(fmt: str, path: Path) -> dict[str, Any]:
             return inference_energy(
-                run, fmt, path, splits.x_test, params.export.latency_batch_size, params.export.inference_seconds
+                run,
+                fmt,
+                path,
+                splits.x_test,
+                params.export.latency_batch_size,
+                params.export.inference_seconds,
+                params.export.threads,
             )
 
         def export_checked(model_file: Path, formats: list[str], folder: Path) -> tuple[dict[str, Any], float, int]:
@@ -74,6 +80,7 @@ def main() -> None:
                     splits.y_test,
                     params.export.latency_batch_size,
                     params.export.max_accuracy_drop,
+                    params.export.threads,
                 ).as_dict()
                 for fmt, path in paths.items()
             }

@@ -161,7 +161,10 @@ def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dic
     assert sci["embodied"]["time_reserved_s"] == pytest.approx(gate["duration_s"], rel=1e-12)
     assert sci["sci_g"] == pytest.approx(sci["operational_g"] + sci["embodied_g"], rel=1e-12)
     measured = json.loads((project / "metrics/export.json").read_text())["deploy"]["inference"]
-    assert inference["energy_kwh"] == measured["energy_per_1k_predictions_kwh"]  # the meter's, not latency's
+    assert inference["energy_kwh"] == measured["energy_per_1k_predictions_kwh"]
+    # read from export's own meter over the predictions: part of what export's record paid for, not latency
+    assert 0 < measured["measured_energy_kwh"] < records["export"]["energy_kwh"]
+    assert measured["method"].startswith("measured under the export stage's meter")
     assert lifetime["training_co2_kg"] == gate["co2_kg"]
     assert lifetime["co2_kg"] == pytest.approx(lifetime["training_co2_kg"] + lifetime["inference_co2_kg"])
 
