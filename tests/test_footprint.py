@@ -88,6 +88,15 @@ def test_lifetime_by_hand() -> None:
     assert heavy is not None and heavy.dominant == "inference"
 
 
+def test_a_record_without_a_figure_gives_no_score_rather_than_a_partial_one() -> None:
+    """A run rebuilt from MLflow history may lack a stage's duration: no SCI, no lifetime, and no crash."""
+    partial = {**plain(RECORDS), "c": {"energy_kwh": 0.001, "co2_kg": 0.0004, "duration_s": None}}
+    usage = PredictionUsage(per_day=1, days=1)
+    assert footprint(partial, INFERENCE, SciParams(), usage) == Footprint(
+        inference=footprint({}, INFERENCE, SciParams(), None).inference, usage=usage
+    )
+
+
 def test_no_measurement_no_score() -> None:
     measured = footprint({}, {"energy_per_1k_predictions_kwh": 1e-6}, SciParams(), PredictionUsage(per_day=1, days=1))
     assert measured == Footprint(usage=PredictionUsage(per_day=1, days=1))

@@ -103,12 +103,21 @@ def _intensity(co2_g: float, energy_kwh: float, fallback: float) -> float:
     return co2_g / energy_kwh if energy_kwh > 0 else fallback
 
 
+def _summed(records: Mapping[str, Mapping[str, Any]], key: str) -> float | None:
+    """A figure summed over the records, or None when any record lacks it (a run rebuilt from MLflow history
+    may): a score over part of the stages would be wrong, not rough."""
+    values = [r.get(key) for r in records.values()]
+    numbers = [float(v) for v in values if isinstance(v, int | float)]
+    return sum(numbers) if values and len(numbers) == len(values) else None  # summed as the gate sums
+
+
 def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sci | None:
-    """SCI per training run over the records (as plain data); None without any record."""
-    if not records:
+    """SCI per training run over the records (as plain data); None without records or a figure it needs."""
+    energy_kwh, co2_kg = _summed(records, "energy_kwh"), _summed(records, "co2_kg")
+    time_s = _summed(records, "duration_s")
+    if energy_kwh is None or co2_kg is None or time_s is None:
         return None
-    energy_kwh = sum(float(r["energy_kwh"]) for r in records.values())
-    co2_g = sum(float(r["co2_kg"]) for r in records.values()) * 1000
+    co2_g = co2_kg * 1000
     first = next(iter(records.values()))
     sources = sorted({str(r.get("intensity_source") or "unknown") for r in records.values()})
     methods = {str(m) for r in records.values() for m in (r.get("methods") or {}).values()}
@@ -116,7 +125,7 @@ def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sc
         functional_unit=TRAINING_UNIT,
         energy_kwh=energy_kwh,
         intensity_g_per_kwh=_intensity(co2_g, energy_kwh, float(first.get("carbon_intensity_g_per_kwh") or 0.0)),
-        time_s=sum(float(r["duration_s"]) for r in records.values()),
+        time_s=time_s,
         sci=sci,
         energy_source=f"the records of {len(records)} stage(s): {', '.join(records)}",
         intensity_source="; ".join(sources),
@@ -238,9 +247,11 @@ def footprint(
 ) -> Footprint:
     """The footprint of the records (as plain data) and export's measured `deploy.inference`."""
     training = training_sci(records, sci)
-    co2_kg = sum(float(r["co2_kg"]) for r in records.values())
-    energy_kwh = training.energy_kwh if training else 0.0
-    return Footprint(training, inference_sci(inference, sci), lifetime(usage, co2_kg, energy_kwh, inference), usage)
+    co2_kg = _summed(records, "co2_kg")
+    life = None
+    if training is not None and co2_kg is not None:  # the records' own CO2, so it reconciles with the gate's
+        life = lifetime(usage, co2_kg, training.energy_kwh, inference)
+    return Footprint(training, inference_sci(inference, sci), life, usage)
 
 
 def describe_sci(score: Sci) -> str:
