@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from benchmarks.pipeline_overhead import BIN, fresh_clone, worker_log
@@ -63,7 +64,7 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
     clone = fresh_clone(base, args.epochs, env)
     own_file = base / "dvc-own.json"
     before = children_cpu_s()
-    started = time.perf_counter()
+    began, started = time.time(), time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", LAUNCHER, str(own_file)],
         cwd=clone,
@@ -81,7 +82,11 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
     worker_cpu_s = max(
         (float(m.group(1)) for line in worker_lines if (m := re.search(r"\[cpu ([\d.]+) s\]", line))), default=0.0
     )
-    records = {s: json.loads((clone / f"metrics/emissions/{s}.json").read_text()) for s in STAGES}
+    every = {s: json.loads((clone / f"metrics/emissions/{s}.json").read_text()) for s in STAGES}
+    # only the records this execution wrote: a stage DVC skipped (its inputs came out byte-identical, so the
+    # committed record still stands) holds what an earlier execution spent, not this one
+    records = {s: r for s, r in every.items() if datetime.fromisoformat(r["ended_at"]).timestamp() >= began}
+    skipped = [s for s in every if s not in records]
     itself = json.loads((clone / ITSELF_RECORD).read_text()) if (clone / ITSELF_RECORD).exists() else None
     stages_cpu_s = sum(r["extra_metrics"].get("cpu_s", 0.0) for r in records.values())
     itself_cpu_s = itself["extra_metrics"].get("cpu_s", 0.0) if itself else 0.0
@@ -92,10 +97,15 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
     print(f"{'':<34}{'CPU-s':>8}")
     for name, r in records.items():
         print(f"  record {name:<25}{r['extra_metrics'].get('cpu_s', 0.0):>8.2f}")
+    for name in skipped:
+        print(f"  record {name:<25}{'skipped':>8}  (DVC did not rerun it: its record is an earlier execution's)")
     print(f"  record carbon-budget itself      {itself_cpu_s:>8.2f}")
     print(f"records hold                      {held:>8.2f}")
     print(f"spent: dvc repro and its children {repro_cpu_s:>8.2f}  (of which DVC's own process {dvc_own_s:.2f})")
     print(f"spent: background worker          {worker_cpu_s:>8.2f}")
+    gate_read = json.loads((clone / "metrics/gate.json").read_text()).get("dvc_own_cpu_s")
+    if gate_read is not None:  # what the gate can tell a team without this launcher
+        print(f"DVC's own process, as the gate read it {gate_read:>5.2f}  (before DVC's last lock-file update)")
     print(
         f"records hold {held / own * 100:.1f} % of what the pipeline's own processes spent ({own:.2f} CPU-s, DVC"
         f" apart); {held / spent * 100:.1f} % with DVC's own {dvc_own_s:.2f} CPU-s counted"

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from carbon_budget.errors import CarbonBudgetError
-from carbon_budget.layout import ITSELF
 
 if TYPE_CHECKING:
     from carbon_budget.gate.evidence import Evidence
@@ -59,7 +58,7 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
     if as_json:
         click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
-        click.echo(gating.render(verdict, evidence.payback, evidence.records.get(ITSELF), evidence.footprint), nl=False)
+        click.echo(gating.render(verdict, evidence), nl=False)
     if publish and evidence.records:
         _publish(params_file, document, evidence, root)
     if not verdict.passed:

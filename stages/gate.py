@@ -9,7 +9,6 @@ from carbon_budget.entry import stage_main
 from carbon_budget.errors import BudgetExceeded
 from carbon_budget.files import write_csv, write_json
 from carbon_budget.gate.evidence import judge, plot_rows, render, verdict_document
-from carbon_budget.layout import ITSELF
 from carbon_budget.measure.stage import StageRun
 from carbon_budget.publish import tracking
 from pipeline import layout
@@ -40,7 +39,7 @@ def main() -> None:
         per_stage, efficiency = plot_rows(document)
         write_csv(layout.ENERGY_PER_STAGE, per_stage)
         write_csv(layout.EFFICIENCY, efficiency)
-        print(render(verdict, evidence.payback, evidence.records.get(ITSELF), evidence.footprint))
+        print(render(verdict, evidence))
     assert run.record is not None
     try:
         print(

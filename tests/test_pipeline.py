@@ -49,6 +49,9 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     assert 0.5 < evaluate["test_accuracy"] <= 1
     gate = json.loads((project / "metrics/gate.json").read_text())
     assert gate["passed"] is True and gate["energy_kwh"] > 0
+    # DVC's own process, read by the gate from its ancestor: shown apart, in no stage's record or total
+    assert gate["dvc_own_cpu_s"] > 0 and "dvc itself: " in first.stdout
+    assert "dvc itself" not in run(["carbon-budget", "gate"], project, tool_env).stdout  # not under DVC: none
     # Directory inputs are hashed as DVC hashes them (export reads models/trained as a folder).
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     folders = {d["path"]: d["md5"] for e in lock.values() for d in e.get("deps", []) if d["md5"].endswith(".dir")}

@@ -21,6 +21,7 @@ from carbon_budget.gate.budgets import Verdict, check, totals
 from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
+from carbon_budget.measure.energy import dvc_own_cpu_seconds
 from carbon_budget.records.dvcyaml import entry_path, generated_recorded_stages, read_stages
 from carbon_budget.records.lockfile import Lock, load_lock
 from carbon_budget.records.record import EmissionRecord, file_drift, load_record
@@ -40,6 +41,13 @@ class Evidence:
     deploy_path: str | None
     payback: dict[str, Any] | None = None
     footprint: Footprint = field(default_factory=Footprint)
+    # what the `dvc` process running the gate spent itself so far: no stage's cost, shown apart, never charged
+    dvc_own_cpu_s: float | None = None
+
+    def dvc_own_j(self) -> float | None:
+        """DVC's own CPU-seconds at the per-thread TDP the stage records charged, where one names a TDP."""
+        rates = [r.hardware.cpu_tdp_w / r.hardware.cpu_count for r in self.records.values() if r.hardware.cpu_tdp_w]
+        return self.dvc_own_cpu_s * rates[0] if rates and self.dvc_own_cpu_s is not None else None
 
 
 def gate_stage(dvc_yaml: Path, stages: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -162,7 +170,9 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     measured = footprint(
         {n: r.model_dump(mode="json") for n, r in records.items()}, inference, gate.sci, gate.usage.predictions
     )
-    return Evidence(records, problems, size_mb, parameters, accuracy, deploy_path, payback, measured)
+    return Evidence(
+        records, problems, size_mb, parameters, accuracy, deploy_path, payback, measured, dvc_own_cpu_seconds()
+    )
 
 
 def _itself(root: Path) -> EmissionRecord | None:
@@ -230,6 +240,8 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "test_accuracy": evidence.accuracy,
         "distillation": evidence.payback,
         **evidence.footprint.as_dict(),
+        "dvc_own_cpu_s": evidence.dvc_own_cpu_s,
+        "dvc_own_j": evidence.dvc_own_j(),
         "stages": {
             name: {
                 "energy_kwh": r.energy_kwh,
@@ -242,13 +254,11 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def render(
-    verdict: Verdict,
-    payback: dict[str, Any] | None = None,
-    itself: EmissionRecord | None = None,
-    measured: Footprint | None = None,
-) -> str:
-    """The table people read in the terminal and in `dvc repro` output, then the SCI scores and lifetime."""
+def render(verdict: Verdict, evidence: Evidence | None = None) -> str:
+    """The table people read in the terminal and in `dvc repro` output, then what the evidence adds: the
+    distillation payback, the SCI scores and lifetime, the tool's own line and DVC's own share."""
+    payback = evidence.payback if evidence else None
+    itself = evidence.records.get(layout.ITSELF) if evidence else None
     from io import StringIO
 
     from rich.console import Console
@@ -279,13 +289,22 @@ def render(
         )
     if payback is not None:
         console.print(describe(payback), highlight=False, markup=False)
-    for text in describe_footprint(measured) if measured is not None else []:
+    for text in describe_footprint(evidence.footprint) if evidence else []:
         console.print(text, highlight=False, markup=False)
     if itself is not None:
         console.print(
             f"{layout.ITSELF}: {itself.energy_kwh * 1000:.4g} Wh, {itself.co2_kg * 1000:.4g} g CO2"
             f" ({itself.tags.get('covers', 'the tool')}, for the latest execution it published on this machine;"
             " counted in the totals above)",
+            highlight=False,
+            markup=False,
+        )
+    if evidence is not None and evidence.dvc_own_cpu_s is not None:
+        joules = evidence.dvc_own_j()
+        console.print(
+            f"dvc itself: {evidence.dvc_own_cpu_s:.2f} CPU-s so far in this run"
+            + (f" (~{joules:.3g} J at the records' CPU rate)" if joules is not None else "")
+            + "; DVC's own work, in no stage's record and not counted in the totals",
             highlight=False,
             markup=False,
         )
