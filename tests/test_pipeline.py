@@ -103,6 +103,15 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     parents, _, _ = mlflow_runs(project / "mlflow.db")
     assert len(parents) == 2  # the failed verdict is in MLflow too, with only the gate as a new child
 
+    # Each budget on the model's use fails the gate too, naming itself (the CLI gate reads today's params.yaml).
+    over = {"inference_wh_per_1k": 1e-15, "inference_co2_g_per_1k": 1e-15, "lifetime_co2_kg": 1e-12}
+    over |= {"sci_g_per_run": 1e-9, "sci_g_per_1k_predictions": 1e-15}
+    edit_params(project, budget={"energy_kwh": 1.0, **over})
+    verdict = run(["carbon-budget", "gate"], project, tool_env, check=False)
+    assert verdict.returncode == 1
+    for key in over:
+        assert f"(params.yaml budget.{key})" in verdict.stdout + verdict.stderr, key
+
 
 def test_gate_fails_closed_on_a_broken_or_stale_record(project: Path, tool_env: dict[str, str]) -> None:
     # Without the background worker the gate draws and publishes in its own process, with the same result.
