@@ -160,16 +160,13 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
         accuracy = deployed.get("accuracy")  # the artifact's own, whatever model it came from
         if budget.min_accuracy is not None and not isinstance(accuracy, int | float):
             problems.append(f"{layout.DEPLOY_METRICS}: `deploy.accuracy` is missing")
-    payback = None
-    if document:
-        payback = distillation_payback({n: r.model_dump(mode="json") for n, r in records.items()}, document)
     itself = _itself(root)
     if itself is not None:
         records[layout.ITSELF] = itself
+    plain = {n: r.model_dump(mode="json") for n, r in records.items()}  # the payback finds its stages by name
+    payback = distillation_payback(plain, document) if document else None
     inference = deployed.get("inference") if isinstance(deployed, dict) else None
-    measured = footprint(
-        {n: r.model_dump(mode="json") for n, r in records.items()}, inference, gate.sci, gate.usage.predictions
-    )
+    measured = footprint(plain, inference, gate.sci, gate.usage.predictions)
     return Evidence(
         records, problems, size_mb, parameters, accuracy, deploy_path, payback, measured, dvc_own_cpu_seconds()
     )

@@ -44,6 +44,7 @@ class Sci:
     """One SCI score with its terms, each term's source, and which of them are estimates."""
 
     functional_unit: str
+    functional_unit_source: str  # what one unit declares
     energy_kwh: float  # E, per functional unit
     intensity_g_per_kwh: float  # I
     time_s: float  # T: how long the functional unit held the machine
@@ -87,12 +88,7 @@ class Sci:
                 "energy": self.energy_source,
                 "intensity": self.intensity_source,
                 "embodied": embodied_source(self.sci),
-                "functional_unit": "declared: "
-                + (
-                    "every stage the gate accounts for, executed once"
-                    if self.functional_unit == TRAINING_UNIT
-                    else "the deployed model's predictions on the test split, as export measured them"
-                ),
+                "functional_unit": f"declared: {self.functional_unit_source}",
             },
             "estimates": estimates,
         }
@@ -123,6 +119,7 @@ def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sc
     methods = {str(m) for r in records.values() for m in (r.get("methods") or {}).values()}
     return Sci(
         functional_unit=TRAINING_UNIT,
+        functional_unit_source="every stage the gate accounts for, executed once",
         energy_kwh=energy_kwh,
         intensity_g_per_kwh=_intensity(co2_g, energy_kwh, float(first.get("carbon_intensity_g_per_kwh") or 0.0)),
         time_s=time_s,
@@ -147,6 +144,7 @@ def inference_sci(inference: Mapping[str, Any] | None, sci: SciParams) -> Sci | 
     method = str(inference.get("method", ""))
     return Sci(
         functional_unit=INFERENCE_UNIT,
+        functional_unit_source="the deployed model's predictions on the test split, as export measured them",
         energy_kwh=energy_kwh,
         intensity_g_per_kwh=_intensity(co2_g, energy_kwh, float(inference.get("carbon_intensity_g_per_kwh") or 0)),
         time_s=time_s,

@@ -12,6 +12,7 @@ import math
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +65,14 @@ class Side:
             "co2_kg_per_1k_predictions": _scaled(self.inference("co2_per_1k_predictions_g"), 1e-3),
         }.get(name)
         if name in SCI_FIGURES:
-            score = getattr(self.footprint(), SCI_FIGURES[name])
+            score = getattr(self.footprint, SCI_FIGURES[name])
             value = score.sci_g if score is not None else None
         if name == "accuracy_per_kwh":
             accuracy, energy = self.figure("test_accuracy"), self.figure("energy_kwh")
             value = accuracy / energy if accuracy is not None and energy else None
         return float(value) if isinstance(value, int | float) else None
 
+    @cached_property
     def footprint(self) -> Footprint:
         """This revision's SCI scores and lifetime, from its own records, export metrics and params."""
         source = f"params.yaml at {self.label}"
@@ -265,7 +267,7 @@ def compare(
     budgets = current.params.get("budget") or {}
     stages = [_stage_entry(name, record, base_records.get(name), noise) for name, record in current.records.items()]
     unlike_stages = [s["stage"] for s in stages if "not_compared" in s]
-    scored = current.footprint()
+    scored = current.footprint
     totals = {}
     for name in FIGURES:
         entry = _delta(current.figure(name), base.figure(name) if base else None)
