@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carbon_budget.measure.energy import _is_dvc, dvc_own_cpu_seconds
+from carbon_budget.measure.dvc_share import _is_dvc, dvc_own_cpu_seconds
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from carbon_budget.gate.budgets import Verdict, check, totals
 from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
-from carbon_budget.measure.energy import dvc_own_cpu_seconds
+from carbon_budget.measure.dvc_share import dvc_own_cpu_seconds
 from carbon_budget.records.dvcyaml import entry_path, generated_recorded_stages, read_stages
 from carbon_budget.records.lockfile import Lock, load_lock
 from carbon_budget.records.record import EmissionRecord, file_drift, load_record
