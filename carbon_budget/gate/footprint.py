@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carbon_budget.config import PredictionUsage, SciParams
+from carbon_budget.records.record import measurement_of
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 TRAINING_UNIT = "one training run"
@@ -116,7 +117,6 @@ def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sc
     co2_g = co2_kg * 1000
     first = next(iter(records.values()))
     sources = sorted({str(r.get("intensity_source") or "unknown") for r in records.values()})
-    methods = {str(m) for r in records.values() for m in (r.get("methods") or {}).values()}
     return Sci(
         functional_unit=TRAINING_UNIT,
         functional_unit_source="every stage the gate accounts for, executed once",
@@ -126,8 +126,7 @@ def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sc
         sci=sci,
         energy_source=f"the records of {len(records)} stage(s): {', '.join(records)}",
         intensity_source="; ".join(sources),
-        energy_estimated=any(m.startswith("estimated:") for m in methods)
-        or any(r.get("measurement") in ("estimated", "mixed") for r in records.values()),
+        energy_estimated=any(measurement_of(r) in ("estimated", "mixed") for r in records.values()),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -63,6 +63,14 @@ def summarize_methods(methods: Iterable[str]) -> str:
     """measured, estimated, mixed, or none: the one word every table uses for how figures were obtained."""
     kinds = {str(m).split(":")[0] for m in methods if m != "none"}
     return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "none"
+
+
+def measurement_of(record: Mapping[str, Any]) -> str:
+    """The one word for a record as plain data: its methods summarised, or the word a line the gate already
+    summarised carries (the tool's own, as metrics/gate.json keeps it)."""
+    if "methods" not in record and isinstance(record.get("measurement"), str):
+        return str(record["measurement"])
+    return summarize_methods((record.get("methods") or {}).values())
 
 
 class Hardware(BaseModel):

@@ -27,7 +27,7 @@ from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
 from carbon_budget.records.dvcyaml import DVC_FILE, generated_recorded_stages
-from carbon_budget.records.record import summarize_methods
+from carbon_budget.records.record import measurement_of
 from carbon_budget.report.noise import NOT_COMPARED, Noise, judge, unlike
 
 Reader = Callable[[str], str | None]
@@ -304,8 +304,8 @@ def compare(
 
 def _measurement(record: dict[str, Any]) -> str:
     if "methods" not in record and isinstance(record.get("measurement"), str):
-        return str(record["measurement"])  # a line the gate summarised (the tool's own)
-    summary = summarize_methods((record.get("methods") or {}).values())
+        return str(record["measurement"])  # a line the gate summarised (the tool's own), kept as it says
+    summary = measurement_of(record)
     return "unknown" if summary == "none" else summary
 
 
