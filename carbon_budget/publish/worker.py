@@ -1,12 +1,12 @@
 """A short-lived local worker that pays the gate's start-up costs while the other stages run.
 
 The gate's own work takes milliseconds, but publishing to MLflow needs `import mlflow` and an open store
-(2-3 s of one core here) and drawing the execution's pictures needs matplotlib (~0.6 s). The first measured
+(about 2 s of one core here, 3 when the store is new and no empty one is cached). The first measured
 stage of an execution starts this process in the background, where the machine's other core is mostly idle
 while a stage imports torch. It listens on a unix socket before importing anything, warms up, then runs the
 job the gate hands it (`publish`: the runs first, then the pictures and the model once the gate has its
-answer) and exits AFTER_JOB_S after it, or after IDLE_S without a request while no training stage runs: an idle
-worker holds about 0.5 GB.
+answer) and exits AFTER_JOB_S after it, or after IDLE_S without a request while no training stage runs, or as
+soon as the `dvc` process whose stages started it has ended (a pipeline that failed before its gate).
 
 It is only an optimisation: when no worker answers, the gate runs the same job functions in its own process,
 with the same result. CARBON_BUDGET_WORKER=off turns it off.
@@ -27,14 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from carbon_budget.measure.dvc_share import alive, dvc_identity
 from carbon_budget.measure.quiet import forecasts_running
 from carbon_budget.publish.redact import redact
 
 IDLE_S = 120.0  # without a request, while no training stage forecasts (a long training run keeps it waiting)
+POLL_S = 2.0  # how often an idle worker looks whether it is still wanted
 AFTER_JOB_S = 2.0  # after a job: one execution's gate is done; stay only for a gate running beside it
 REPLY_TIMEOUT_S = 600.0
 DISABLE_ENV = "CARBON_BUDGET_WORKER"
 URI_ENV = "CARBON_BUDGET_WORKER_URI"
+OWNER_ENV = "CARBON_BUDGET_WORKER_OWNER"  # the `dvc` process whose execution the worker serves (dvc_share.dvc_identity)
 SERVICE_MODULE = "carbon_budget.publish.service"  # what the worker runs: the jobs live above this module
 
 
@@ -81,6 +84,10 @@ def ensure_running(uri: str) -> None:
     home = Path(__file__).resolve().parents[2]  # run this very copy of the package, not another install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(home), os.environ.get("PYTHONPATH")]))}
     env[URI_ENV] = uri
+    env.pop(OWNER_ENV, None)
+    owner = dvc_identity()
+    if owner is not None:
+        env[OWNER_ENV] = owner
     # the command line names the store for people reading `ps`, without credentials: anyone on the machine can
     # read it, while the environment is the user's own
     argv = [sys.executable, "-m", SERVICE_MODULE, redact(uri)]
@@ -236,19 +243,26 @@ def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> Non
         jobs = warm_up()
         store = _store_identity(uri)
         _log(f"worker warm in {time.monotonic() - started:.2f} s")  # not the URI: it may hold credentials
-        server.settimeout(IDLE_S)
+        server.settimeout(POLL_S)
+        owner = os.environ.get(OWNER_ENV)
+        idle_since, linger_s = time.monotonic(), IDLE_S
         while True:
             try:
                 connection, _ = server.accept()
             except TimeoutError:
+                if owner and not alive(owner):
+                    return  # the `dvc repro` that started us is over: no gate of it will come
                 if forecasts_running():
-                    continue  # a training stage runs: its gate will come
-                return
+                    idle_since = time.monotonic()  # a training stage runs: its gate will come
+                elif time.monotonic() - idle_since >= linger_s:
+                    return
+                continue
             with connection:
                 if _store_identity(uri) != store:
                     return  # the store was deleted or replaced under us: callers fall back and publish themselves
                 if _answer(connection, jobs):
                     server.settimeout(AFTER_JOB_S)
+                    idle_since, linger_s = time.monotonic(), AFTER_JOB_S
     finally:
         server.close()
         with contextlib.suppress(OSError):

@@ -1,0 +1,86 @@
+"""The background worker's life: it answers jobs, and does not stay in memory once nothing will ask it any."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+from carbon_budget.measure.dvc_share import alive
+from carbon_budget.publish import worker
+
+ROOT = Path(__file__).resolve().parents[1]
+# a worker whose only job echoes its arguments; what it serves is beside the point here
+SERVE = textwrap.dedent(
+    """
+    import sys
+    from carbon_budget.publish import worker
+    worker.serve(sys.argv[1], lambda: {"echo": lambda **arguments: arguments})
+    """
+)
+
+
+def start_worker(uri: str, owner: str | None) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != worker.OWNER_ENV}
+    if owner is not None:
+        env[worker.OWNER_ENV] = owner
+    process = subprocess.Popen([sys.executable, "-c", SERVE, uri], cwd=ROOT, env=env)
+    deadline = time.time() + 30
+    while not worker.socket_path(uri).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return process
+
+
+def identity_of(process: subprocess.Popen[bytes]) -> str:
+    import psutil
+
+    return f"{process.pid}:{psutil.Process(process.pid).create_time()}"
+
+
+def test_a_worker_answers_then_leaves_soon_after_its_job() -> None:
+    uri = f"sqlite:////nonexistent/{uuid.uuid4().hex}.db"
+    process = start_worker(uri, owner=None)
+    try:
+        assert worker.call(uri, "echo", figure=1.5) == {"ok": True, "result": {"figure": 1.5}}
+        answered = time.monotonic()
+        process.wait(timeout=worker.AFTER_JOB_S + worker.POLL_S + 10)
+        assert time.monotonic() - answered < worker.AFTER_JOB_S + worker.POLL_S + 5
+    finally:
+        process.kill()
+    assert not worker.socket_path(uri).exists()
+
+
+def test_a_worker_leaves_once_the_dvc_process_it_served_has_ended() -> None:
+    uri = f"sqlite:////nonexistent/{uuid.uuid4().hex}.db"
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = start_worker(uri, owner=identity_of(owner))
+    try:
+        time.sleep(worker.POLL_S + 1)
+        assert process.poll() is None  # its `dvc repro` still runs: a gate may come
+        owner.kill()
+        owner.wait()
+        ended = time.monotonic()
+        process.wait(timeout=worker.POLL_S + 10)
+        assert time.monotonic() - ended < worker.IDLE_S / 4  # not the idle limit: the owner's end
+    finally:
+        owner.kill()
+        process.kill()
+
+
+def test_the_owner_is_the_dvc_process_above_and_a_reused_pid_is_not_it(tmp_path: Path) -> None:
+    # a program named `dvc` that runs a child, as `dvc repro` runs a stage; the child names its dvc ancestor
+    fake_dvc = tmp_path / "dvc"
+    child = "from carbon_budget.measure.dvc_share import dvc_identity; print(dvc_identity())"
+    runs_child = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])\n"
+    fake_dvc.write_text(f"#!{sys.executable}\n{runs_child}")
+    fake_dvc.chmod(0o755)
+    result = subprocess.run([str(fake_dvc)], cwd=ROOT, capture_output=True, text=True, check=True)
+    pid, started = result.stdout.strip().split(":")
+    assert int(pid) > 0 and float(started) > 0
+    assert not alive(result.stdout.strip())  # it has ended
+    assert not alive(f"{os.getpid()}:1.0")  # a live pid, started at another time: another process
+    assert alive(f"{os.getpid()}:{__import__('psutil').Process().create_time()}")
