@@ -40,7 +40,8 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
 def fresh_clone(base: Path, epochs: int, env: dict[str, str]) -> Path:
     clone = Path(tempfile.mkdtemp(dir=base))
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, env=env)
-    for name in ("pipeline", "stages", "dvc.yaml", "params.yaml"):  # the working tree, committed or not
+    # the working tree, committed or not
+    for name in ("carbon_budget", "pipeline", "stages", "dvc.yaml", "params.yaml"):
         source, target = ROOT / name, clone / name
         if source.is_dir():
             shutil.rmtree(target, ignore_errors=True)

@@ -18,7 +18,7 @@ GATE_METRICS = Path("metrics/gate.json")
 DEPLOY_METRICS = Path("metrics/export.json")
 ENERGY_PER_STAGE = Path("plots/energy_per_stage.csv")
 EFFICIENCY = Path("plots/efficiency.csv")
-ENERGY_PNG = Path("plots/energy_per_stage.png")
+ENERGY_PICTURE = Path("plots/energy_per_stage.svg")
 STATE_DIR = Path(".carbon-budget")
 OUTBOX_DIR = STATE_DIR / "outbox"
 # The tool's own cost: what the background worker spent (warm-up, MLflow publishing, pictures, the model) for the

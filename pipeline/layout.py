@@ -12,7 +12,7 @@ from pathlib import Path
 from carbon_budget.layout import DEPLOY_METRICS
 from carbon_budget.layout import EFFICIENCY as EFFICIENCY
 from carbon_budget.layout import ENERGY_PER_STAGE as ENERGY_PER_STAGE
-from carbon_budget.layout import ENERGY_PNG as ENERGY_PNG
+from carbon_budget.layout import ENERGY_PICTURE as ENERGY_PICTURE
 from carbon_budget.layout import GATE_METRICS as GATE_METRICS
 
 PROCESSED_DATA = Path("data/processed/splits.npz")
@@ -28,9 +28,9 @@ EVALUATE_METRICS = Path("metrics/evaluate.json")
 PER_CLASS_REPORT = Path("metrics/per_class.json")
 EXPORT_METRICS = DEPLOY_METRICS  # export states what ships where the gate reads it
 TRAINING_CURVES = Path("plots/training.csv")
-TRAINING_CURVES_PNG = Path("plots/training_curves.png")
+TRAINING_CURVES_PICTURE = Path("plots/training_curves.svg")
 CONFUSION = Path("plots/confusion.csv")
-CONFUSION_PNG = Path("plots/confusion_matrix.png")
+CONFUSION_PICTURE = Path("plots/confusion_matrix.svg")
 EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx"}
 MODEL_CARD = EXPORT_DIR / "README.md"
 INPUT_EXAMPLE = EXPORT_DIR / "input_example.json"

@@ -19,7 +19,7 @@ def main() -> None:
         carbon=params.carbon,
         outputs=outputs,
         metrics_files=[layout.EVALUATE_METRICS],
-        artifacts=[layout.CONFUSION_PNG, layout.PER_CLASS_REPORT],
+        artifacts=[layout.CONFUSION_PICTURE, layout.PER_CLASS_REPORT],
     ):
         import torch
 

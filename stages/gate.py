@@ -17,8 +17,8 @@ from pipeline.config import parse_params
 OUTPUTS = [layout.GATE_METRICS, layout.ENERGY_PER_STAGE, layout.EFFICIENCY]
 # the pictures drawn after the verdict, beside the energy per stage (see carbon_budget.publish.plots)
 PICTURES = [
-    {"kind": "curves", "data": layout.TRAINING_CURVES.as_posix(), "png": layout.TRAINING_CURVES_PNG.as_posix()},
-    {"kind": "confusion", "data": layout.CONFUSION.as_posix(), "png": layout.CONFUSION_PNG.as_posix()},
+    {"kind": "curves", "data": layout.TRAINING_CURVES.as_posix(), "picture": layout.TRAINING_CURVES_PICTURE.as_posix()},
+    {"kind": "confusion", "data": layout.CONFUSION.as_posix(), "picture": layout.CONFUSION_PICTURE.as_posix()},
 ]
 
 

@@ -60,7 +60,7 @@ def main() -> None:
         carbon=params.carbon,
         outputs=[layout.MODEL, layout.TRAINING_CURVES, layout.TRAIN_METRICS],
         metrics_files=[layout.TRAIN_METRICS],
-        artifacts=[layout.MODEL, layout.TRAINING_CURVES_PNG],
+        artifacts=[layout.MODEL, layout.TRAINING_CURVES_PICTURE],
         forecasts=True,
     )
     try:

@@ -77,7 +77,7 @@ def test_layout_paths_are_declared() -> None:
 
 def test_pictures_are_drawn_after_the_execution_not_declared_as_outputs() -> None:
     every = set().union(*(declared(s) for s in DVC))
-    for picture in (layout.TRAINING_CURVES_PNG, layout.CONFUSION_PNG, layout.ENERGY_PNG):
+    for picture in (layout.TRAINING_CURVES_PICTURE, layout.CONFUSION_PICTURE, layout.ENERGY_PICTURE):
         assert picture.as_posix() not in every  # DVC would delete and demand them before the worker draws them
 
 

@@ -7,7 +7,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from carbon_budget.records.lockfile import directory_md5
@@ -69,6 +72,18 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     assert not outbox.exists() or not any(outbox.iterdir())
     with sqlite3.connect(project / "mlflow.db") as con:
         assert con.execute("select count(*) from logged_models").fetchone()[0] == 1
+        (model_id,) = con.execute("select model_id from logged_models").fetchone()
+    # It is the deployed file as it is, served as a pyfunc: it predicts what the file predicts.
+    example = json.loads((project / "models/export/input_example.json").read_text())["input"]
+    batch = np.asarray(example, dtype=np.float32)
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        served = mlflow.pyfunc.load_model(f"models:/{model_id}").predict(batch)
+    finally:
+        mlflow.set_tracking_uri(before)
+    direct = torch.jit.load(str(project / "models/export/model.torchscript.pt"))(torch.as_tensor(batch))
+    np.testing.assert_allclose(served, direct.detach().numpy(), rtol=1e-5, atol=1e-6)
     # The worker's own cost is recorded like a stage's, and shown on the execution's parent run.
     itself_file = project / ".carbon-budget/itself.json"
     while not itself_file.exists() and time.time() < deadline:
@@ -118,7 +133,7 @@ def test_gate_fails_closed_on_a_broken_or_stale_record(project: Path, tool_env: 
     run(["dvc", "repro"], project, {**tool_env, "CARBON_BUDGET_WORKER": "off"})
     parents, children, _ = mlflow_runs(project / "mlflow.db")
     assert len(parents) == 1 and len(children) == 5
-    assert (project / "plots/energy_per_stage.png").stat().st_size > 1000
+    assert (project / "plots/energy_per_stage.svg").stat().st_size > 1000
     record = project / "metrics/emissions/train.json"
     original = record.read_text()
 

@@ -1,10 +1,10 @@
 """Keep the tool's own background work out of the window a training forecast learns from.
 
-The background worker that publishes to MLflow imports MLflow and matplotlib and opens the store (2-3 CPU-s
-here). Done beside a training stage's early epochs, it slowed them: under `dvc repro` the first forecast of a
-600-epoch run read +26 %, +11.7 % and +9.5 % above the stage's actual energy, against +4.5 % with the worker off.
-A stage that forecasts holds a marker (a file named after its process id) while it runs; the worker waits while a
-marker's process is alive before each step of its warm-up. A marker left by a killed process is ignored (its
+The background worker that publishes to MLflow imports MLflow and opens the store (2-3 CPU-s here; it also
+imported matplotlib then). Done beside a training stage's early epochs, it slowed them: under `dvc repro` the
+first forecast of a 600-epoch run read +26 %, +11.7 % and +9.5 % above the stage's actual energy, against +4.5 %
+with the worker off. A stage that forecasts holds a marker (a file named after its process id) while it runs; the
+worker waits while a marker's process is alive before its warm-up. A marker left by a killed process is ignored (its
 process is gone) and cleared.
 """
 

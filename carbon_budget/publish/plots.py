@@ -1,41 +1,127 @@
 """Pictures people would rather look at than read, drawn once per execution from the files the stages wrote.
 
-Stages write plot data (CSV that `dvc plots show` renders); the gate draws the PNGs for people and MLflow, in
-the warm background worker when there is one, so matplotlib's ~0.6 s import is paid once and off the
-critical path instead of in every stage.
+Stages write plot data (CSV that `dvc plots show` renders); the gate draws SVG pictures for people and MLflow
+(both show SVG as an image, and so do DVC and GitHub). They are written as plain SVG text, not with a plotting
+library: matplotlib's import and three figures cost 1.4 CPU-seconds in the background worker after every
+execution, a fifth of the tool's own cost, for three charts of a few dozen shapes each. Every bar and cell
+carries its figure as a tooltip.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 from carbon_budget import layout
 from carbon_budget.files import read_json
 from carbon_budget.records.record import summarize_methods
 
-
-def warm_up() -> None:
-    """Import matplotlib's figure machinery ahead of the first picture."""
-    _figure(1, 1)
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
+FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+COMPONENTS = (("cpu", "#4c72b0"), ("gpu", "#55a868"), ("ram", "#c44e52"))
+SERIES = (("train", "#4c72b0"), ("validation", "#dd8452"))
+CHAR_W = 6.5  # average width of one character at 11 px, for margins that fit the labels
 
 
-def _save(figure: Any, path: Path) -> None:
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, metadata={"Software": None})
+class _Svg:
+    """A canvas that collects SVG elements and writes them as one file."""
+
+    def __init__(self, width: float, height: float) -> None:
+        self.width, self.height = width, height
+        self._parts: list[str] = []
+
+    def rect(self, x: float, y: float, w: float, h: float, fill: str, tip: str | None = None, **extra: str) -> None:
+        attributes = "".join(f" {k.replace('_', '-')}={quoteattr(v)}" for k, v in extra.items())
+        body = f"<title>{escape(tip)}</title>" if tip else ""
+        self._parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" fill="{fill}"'
+            f"{attributes}>{body}</rect>"
+        )
+
+    def line(self, x1: float, y1: float, x2: float, y2: float, stroke: str = "#333", width: float = 1) -> None:
+        self._parts.append(
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" stroke-width="{width}"/>'
+        )
+
+    def polyline(self, points: Sequence[tuple[float, float]], stroke: str) -> None:
+        coordinates = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        self._parts.append(f'<polyline points="{coordinates}" fill="none" stroke="{stroke}" stroke-width="1.8"/>')
+
+    def text(
+        self,
+        x: float,
+        y: float,
+        content: str,
+        size: float = 11,
+        anchor: str = "start",
+        colour: str = "#222",
+        rotate: bool = False,
+    ) -> None:
+        turn = f' transform="rotate(-90 {x:.1f} {y:.1f})"' if rotate else ""
+        self._parts.append(
+            f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{colour}"'
+            f' dominant-baseline="middle"{turn}>{escape(content)}</text>'
+        )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        head = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width:.0f}" height="{self.height:.0f}"'
+            f' viewBox="0 0 {self.width:.0f} {self.height:.0f}" font-family="{FONT}">'
+            f'<rect width="100%" height="100%" fill="white"/>'
+        )
+        path.write_text("\n".join([head, *self._parts, "</svg>", ""]), encoding="utf-8")
+
+
+def ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round values (1, 2, 2.5 or 5 times a power of ten apart) covering [low, high] in about `count` steps."""
+    if not high > low:
+        high = low + (abs(low) or 1.0)
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first = math.floor(low / step + 1e-9) * step
+    last = math.ceil(high / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(round((last - first) / step) + 1)]
+
+
+class _Axes:
+    """A plotting area on a canvas: data coordinates to pixels, a frame, ticks and labels."""
+
+    def __init__(self, svg: _Svg, box: tuple[float, float, float, float], xs: list[float], ys: list[float]) -> None:
+        self.svg, (self.left, self.top, self.width, self.height) = svg, box
+        self.xs, self.ys = xs, ys
+
+    def x(self, value: float) -> float:
+        return self.left + (value - self.xs[0]) / (self.xs[-1] - self.xs[0]) * self.width
+
+    def y(self, value: float) -> float:
+        return self.top + self.height - (value - self.ys[0]) / (self.ys[-1] - self.ys[0]) * self.height
+
+    def frame(self, x_label: str, y_label: str | None) -> None:
+        svg, bottom = self.svg, self.top + self.height
+        for value in self.xs:
+            svg.line(self.x(value), self.top, self.x(value), bottom, stroke="#e5e5e5")
+            svg.text(self.x(value), bottom + 12, f"{value:g}", size=10, anchor="middle")
+        if y_label is not None:
+            for value in self.ys:
+                svg.line(self.left, self.y(value), self.left + self.width, self.y(value), stroke="#e5e5e5")
+                svg.text(self.left - 5, self.y(value), f"{value:g}", size=10, anchor="end")
+            svg.text(self.left - 42, self.top + self.height / 2, y_label, anchor="middle", rotate=True)
+        svg.rect(self.left, self.top, self.width, self.height, "none", stroke="#333")
+        svg.text(self.left + self.width / 2, bottom + 30, x_label, anchor="middle")
+
+
+def _legend(svg: _Svg, x: float, y: float, entries: Sequence[tuple[str, str]], across: bool = False) -> None:
+    """Coloured squares and their labels, stacked, or side by side when `across`."""
+    for index, (label, colour) in enumerate(entries):
+        dx, dy = (70 * index, 0) if across else (0, 16 * index)
+        svg.rect(x + dx, y + dy - 5, 10, 10, colour)
+        svg.text(x + dx + 15, y + dy, label, size=10)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -44,17 +130,29 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def training_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Loss and accuracy per epoch, train against validation."""
-    figure = _figure(9, 3.5)
+    """Loss and accuracy per epoch, train against validation, side by side."""
+    svg = _Svg(900, 340)
     epochs = [float(r["epoch"]) for r in rows]
     for index, metric in enumerate(("loss", "accuracy")):
-        axes = figure.add_subplot(1, 2, index + 1)
-        axes.plot(epochs, [float(r[f"train_{metric}"]) for r in rows], label="train")
-        axes.plot(epochs, [float(r[f"val_{metric}"]) for r in rows], label="validation")
-        axes.set_xlabel("epoch")
-        axes.set_ylabel(metric)
-        axes.legend()
-    _save(figure, path)
+        series = [
+            (name, colour, [float(r[f"{'val' if name == 'validation' else name}_{metric}"]) for r in rows])
+            for name, colour in SERIES
+        ]
+        values = [v for _, _, vs in series for v in vs]
+        axes = _Axes(
+            svg, (70 + 450 * index, 34, 350, 256), ticks(min(epochs), max(epochs)), ticks(min(values), max(values))
+        )
+        axes.frame("epoch", metric)
+        for _, colour, vs in series:
+            svg.polyline([(axes.x(e), axes.y(v)) for e, v in zip(epochs, vs, strict=True)], colour)
+    _legend(svg, 70, 14, SERIES, across=True)
+    svg.save(path)
+
+
+def _blue(share: float) -> str:
+    """White to dark blue as `share` goes from 0 to 1."""
+    low, high = (247, 251, 255), (8, 48, 107)
+    return "#" + "".join(f"{round(a + (b - a) * share):02x}" for a, b in zip(low, high, strict=True))
 
 
 def confusion_matrix(pairs: Sequence[dict[str, str]], path: Path) -> None:
@@ -64,41 +162,57 @@ def confusion_matrix(pairs: Sequence[dict[str, str]], path: Path) -> None:
     matrix = [[0] * len(classes) for _ in classes]
     for pair in pairs:
         matrix[index[pair["actual"]]][index[pair["predicted"]]] += 1
-    figure = _figure(5, 4.5)
-    axes = figure.add_subplot(1, 1, 1)
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes)
-    axes.set_xticks(range(len(classes)), classes)
-    axes.set_yticks(range(len(classes)), classes)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("actual")
-    limit = max(max(row) for row in matrix) / 2
+    cell = 34.0
+    margin = 40 + CHAR_W * max((len(c) for c in classes), default=1)
+    svg = _Svg(margin + cell * len(classes) + 20, margin + cell * len(classes) + 20)
+    most = max((max(row) for row in matrix), default=0) or 1
     for i, row in enumerate(matrix):
+        svg.text(margin - 6, margin + cell * (i + 0.5), classes[i], size=10, anchor="end")
+        svg.text(margin + cell * (i + 0.5), margin - 10, classes[i], size=10, anchor="middle")
         for j, count in enumerate(row):
+            x, y = margin + cell * j, margin + cell * i
+            tip = f"actual {classes[i]}, predicted {classes[j]}: {count}"
+            svg.rect(x, y, cell, cell, _blue(count / most), tip, stroke="#ffffff")
             if count:
-                axes.text(
-                    j, i, str(count), ha="center", va="center", fontsize=7, color="white" if count > limit else "black"
-                )
-    _save(figure, path)
+                colour = "white" if count > most / 2 else "black"
+                svg.text(x + cell / 2, y + cell / 2, str(count), size=10, anchor="middle", colour=colour)
+    svg.text(margin + cell * len(classes) / 2, 12, "predicted", anchor="middle")
+    svg.text(12, margin + cell * len(classes) / 2, "actual", anchor="middle", rotate=True)
+    svg.save(path)
 
 
 def energy_per_stage(stages: dict[str, dict[str, Any]], path: Path) -> None:
-    """Wh per stage, split CPU / GPU / RAM, each bar labelled measured or estimated."""
-    figure = _figure(7, 0.6 * len(stages) + 1.4)
-    axes = figure.add_subplot(1, 1, 1)
+    """Wh per stage, split CPU / GPU / RAM, each bar labelled with its total and measured or estimated."""
     names = list(stages)
-    left = [0.0] * len(names)
-    for component, colour in (("cpu", "#4c72b0"), ("gpu", "#55a868"), ("ram", "#c44e52")):
-        widths = [stages[n].get(f"{component}_energy_kwh", 0.0) * 1000 for n in names]
-        axes.barh(names, widths, left=left, color=colour, label=component.upper())
-        left = [a + b for a, b in zip(left, widths, strict=True)]
-    for y, name in enumerate(names):
-        axes.text(left[y], y, f" {left[y]:.3g} Wh ({stages[name].get('measurement', '?')})", va="center", fontsize=8)
-    axes.set_xlim(0, max(left or [1]) * 1.5 or 1)
-    axes.invert_yaxis()
-    axes.set_xlabel("energy (Wh)")
-    axes.legend(loc="lower right", fontsize=8)
-    _save(figure, path)
+    parts = {n: [(c, colour, stages[n].get(f"{c}_energy_kwh", 0.0) * 1000) for c, colour in COMPONENTS] for n in names}
+    totals = {n: sum(wh for _, _, wh in parts[n]) for n in names}
+    left = 20 + CHAR_W * max((len(n) for n in names), default=1)
+    row = 34.0
+    svg = _Svg(760, 40 + row * len(names) + 50)
+    axes = _Axes(
+        svg,
+        (left, 30, 740 - left - 170, row * len(names)),
+        ticks(0, max(totals.values(), default=0) or 1),
+        [0.0, float(len(names))],
+    )
+    axes.frame("energy (Wh)", None)
+    for index, name in enumerate(names):
+        y, start = axes.y(len(names) - index) + 6, 0.0
+        svg.text(left - 6, y + (row - 12) / 2, name, anchor="end")
+        for component, colour, wh in parts[name]:
+            svg.rect(
+                axes.x(start),
+                y,
+                axes.x(start + wh) - axes.x(start),
+                row - 12,
+                colour,
+                f"{name} {component.upper()}: {wh:.3g} Wh",
+            )
+            start += wh
+        label = f"{totals[name]:.3g} Wh ({stages[name].get('measurement', '?')})"
+        svg.text(axes.x(start) + 5, y + (row - 12) / 2, label, size=10)
+    _legend(svg, left, 14, [(c.upper(), colour) for c, colour in COMPONENTS], across=True)
+    svg.save(path)
 
 
 # the pictures a project can ask for by kind, each drawn from a CSV of its own (see `draw_execution`)
@@ -107,22 +221,22 @@ DRAWERS = {"curves": training_curves, "confusion": confusion_matrix}
 
 def draw_execution(work_dir: str, stages: list[str], pictures: list[dict[str, str]]) -> list[str]:
     """Draw every picture whose data exists under `work_dir`; returns the paths written. `pictures` are the
-    project's own (`{"kind": "curves" | "confusion", "data": CSV, "png": PNG}`: train_/val_ loss and accuracy per
-    epoch; actual/predicted pairs); the energy per stage is always drawn. Plain-data arguments and result, so the
+    project's own (`{"kind": "curves" | "confusion", "data": CSV, "picture": SVG}`: train_/val_ loss and accuracy
+    per epoch; actual/predicted pairs); the energy per stage is always drawn. Plain-data arguments and result, so the
     background worker can run it while the gate judges."""
     root = Path(work_dir)
     written = []
     for picture in pictures:
         data = root / picture["data"]
         if data.is_file():
-            DRAWERS[picture["kind"]](_rows(data), root / picture["png"])
-            written.append(picture["png"])
+            DRAWERS[picture["kind"]](_rows(data), root / picture["picture"])
+            written.append(picture["picture"])
     figures = {}
     for stage in stages:
         with contextlib.suppress(OSError, ValueError):
             record = read_json(root / layout.record_path(stage))
             figures[stage] = {**record, "measurement": summarize_methods(record.get("methods", {}).values())}
     if figures:
-        energy_per_stage(figures, root / layout.ENERGY_PNG)
-        written.append(layout.ENERGY_PNG.as_posix())
+        energy_per_stage(figures, root / layout.ENERGY_PICTURE)
+        written.append(layout.ENERGY_PICTURE.as_posix())
     return written

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,7 +22,7 @@ from carbon_budget.files import read_json
 from carbon_budget.measure.energy import tree_cpu_seconds
 from carbon_budget.measure.memory import MemoryMeter
 from carbon_budget.measure.quiet import wait_for_quiet
-from carbon_budget.publish import plots, tracking, worker
+from carbon_budget.publish import tracking, worker
 
 QUIET_LIMIT_S = 900.0  # the longest a warm-up step waits for a training forecast to end
 
@@ -47,14 +46,13 @@ class _Spent:
 
 
 def jobs(uri: str) -> dict[str, Callable[..., Any]]:
-    """Import and open what publishing needs (matplotlib, MLflow and its store), then return the jobs by name.
+    """Import and open what publishing needs (MLflow and its store), then return the jobs by name.
 
-    Each warm-up step waits while a training stage forecasts its energy (`measure.quiet`): done beside its early
+    The warm-up waits while a training stage forecasts its energy (`measure.quiet`): done beside its early
     epochs, the warm-up slowed them and the forecast read high."""
     spent = _Spent()
-    for step in (plots.warm_up, lambda: tracking.warm_up(uri)):
-        wait_for_quiet(QUIET_LIMIT_S)
-        step()
+    wait_for_quiet(QUIET_LIMIT_S)
+    tracking.warm_up(uri)
 
     def publish(folder: str, uri: str) -> worker.Deferred:
         # the snapshot stays held until its follow-up is done, so a sync meanwhile leaves it alone
@@ -87,8 +85,5 @@ def jobs(uri: str) -> dict[str, Callable[..., Any]]:
 
 
 if __name__ == "__main__":
-    # mlflow.pytorch imports pytorch_lightning when it is installed (for autologging, which the worker never uses):
-    # 4 of the 7.6 CPU-seconds its import cost here. Marked absent, mlflow skips it.
-    sys.modules.setdefault("pytorch_lightning", None)  # type: ignore[arg-type]
     served_uri = os.environ[worker.URI_ENV]
     worker.serve(served_uri, lambda: jobs(served_uri))

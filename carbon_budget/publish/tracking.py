@@ -18,10 +18,12 @@ import re
 import shutil
 import subprocess
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from carbon_budget.layout import tracking_uri
 from carbon_budget.measure.energy import charge_usage, tree_cpu_seconds
 from carbon_budget.measure.memory import tree_rss_gb
 from carbon_budget.measure.stage import build_record
-from carbon_budget.publish import worker
+from carbon_budget.publish import store, worker
 from carbon_budget.publish.redact import redact, without_credentials
 from carbon_budget.records.record import EmissionRecord, save_record
 from carbon_budget.report.noise import fingerprint_id
@@ -45,6 +47,8 @@ TAG_MODEL = "carbon_budget.model"
 TAG_FINGERPRINT = "carbon_budget.fingerprint"
 SNAPSHOT_FILE = "snapshot.json"
 DELIVERY_LOCK = ".delivering.lock"
+# MLflow runs this file, not the tool: it wraps a TorchScript file as a pyfunc model (see `_log_model`)
+TORCHSCRIPT_MODEL_CODE = Path(__file__).with_name("torchscript_model.py")
 # A dead server otherwise costs minutes of retries per call, and MLflow prints a link per run and model with the
 # tracking URI in it, credentials included (the gate prints one link, without them); a user's settings still win.
 _MLFLOW_DEFAULTS = {
@@ -52,6 +56,7 @@ _MLFLOW_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_PRINT_MODEL_URLS_ON_CREATION": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per file copied into the model, in the gate's output
 }
 
 
@@ -161,22 +166,6 @@ def write_snapshot(
 
 def _ms(timestamp: str) -> int:
     return int(datetime.fromisoformat(timestamp).timestamp() * 1000)
-
-
-@contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
-    """Serialise first use of a sqlite store: two processes creating it at once corrupt it (alembic race)."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(client: Any, name: str, uri: str) -> str:
@@ -293,53 +282,50 @@ def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
 
 
 def _log_model(uri: str, run_id: str, tags: dict[str, str], files: list[Path]) -> None:
-    """The deployed artifact as an MLflow model with a signature and an input example (registered when params
-    name a model), so it can be served or compared like any MLflow model."""
+    """The deployed artifact as an MLflow model with a signature (registered when params name a model), so it can be
+    served or compared like any MLflow model.
+
+    Logged as the file export wrote, without loading it: a TorchScript file through `torchscript_model` (a pyfunc
+    that imports torch only where the model is used), an ONNX file with `mlflow.onnx`. The signature is stated and
+    no input example is given: MLflow validates an example by loading the model and predicting with it, which cost
+    the background worker torch's import (1.5 CPU-seconds) after every execution. The example stays a file of the
+    stage's run (`deploy_input_example`)."""
     import mlflow
     import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
 
     mlflow.set_tracking_uri(uri)
-
     by_name = {f.name: f for f in files}
     artifact = by_name.get(Path(tags["deploy_artifact"]).name)
     if artifact is None:
         return
-    example = None
+    width = -1
     example_file = by_name.get(Path(tags.get("deploy_input_example", "")).name)
     if example_file is not None:  # a JSON {"input": [[...], ...]} the export step names in the tag
-        example = np.asarray(read_json(example_file)["input"], dtype=np.float32)
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
-
-    # The signature is stated, not inferred: inferring it, or validating the example, would load and run the
-    # model here, about a second more of the worker's time; mlflow.onnx cannot skip the validation (below).
-    width = example.shape[1] if example is not None else -1
-    signature = ModelSignature(
-        Schema([TensorSpec(np.dtype(np.float32), (-1, width), "input")]),
+        width = len(read_json(example_file)["input"][0])
+    onnx_format = tags["deploy_format"].startswith("onnx")
+    signature = ModelSignature(  # an unnamed input reaches a pyfunc's predict as an array, not a dict of one
+        Schema([TensorSpec(np.dtype(np.float32), (-1, width), "input" if onnx_format else None)]),
         Schema([TensorSpec(np.dtype(np.float32), (-1, -1), "logits")]),
     )
     common: dict[str, Any] = {
         "name": "model",
-        "input_example": example,
         "signature": signature,
         "registered_model_name": tags.get("registered_model_name"),
     }
-    with mlflow.start_run(run_id=run_id):
-        if tags["deploy_format"].startswith("onnx"):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # MLflow warns that no input example was given: it is left out on purpose (see above)
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+        if onnx_format:
             import onnx
 
-            # mlflow.onnx hands unknown keywords on to onnx.save_model, which refuses validate_serving_input
             mlflow.onnx.log_model(onnx.load(str(artifact)), pip_requirements=["onnxruntime", "onnx"], **common)
         else:
-            import torch
-
-            requirement = f"torch=={torch.__version__.split('+')[0]}"
-            # MLflow stores a ScriptModule only in its pickle format; it is our own artifact, loaded by MLflow's loader
-            mlflow.pytorch.log_model(
-                torch.jit.load(str(artifact)),
-                pip_requirements=[requirement],
-                serialization_format="pickle",
-                validate_serving_input=False,
+            mlflow.pyfunc.log_model(
+                python_model=str(TORCHSCRIPT_MODEL_CODE),
+                artifacts={"torchscript": str(artifact)},  # the name torchscript_model.py loads it by
+                pip_requirements=[f"torch=={version('torch').split('+')[0]}", "numpy"],
                 **common,
             )
 
@@ -380,12 +366,14 @@ def open_client(uri: str) -> Any:
     """An MLflow client whose store exists and is migrated: creation is serialised for sqlite stores."""
     for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    from mlflow import MlflowClient
+    import mlflow
 
-    with _store_lock(uri):
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)  # creates and migrates a new sqlite store, under the lock
-    return client
+    def open_store() -> Any:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates and migrates a new sqlite store
+        return client
+
+    return store.opened(uri, mlflow.__version__, open_store)
 
 
 def warm_up(uri: str) -> None:
@@ -402,7 +390,7 @@ def publish(folder: Path, uri: str | None = None) -> Published:
         from mlflow.entities import Param, RunTag
 
         client = open_client(uri)
-        with _store_lock(uri):
+        with store.locked(uri):
             experiment_id = _experiment_id(client, snapshot["experiment"], uri)
         execution_id = snapshot["execution_id"]
         parent = _find_run(client, experiment_id, TAG_EXECUTION, execution_id)
@@ -614,7 +602,14 @@ def publish_execution(
     Raises PublishError naming the kept snapshot when MLflow did not take it: the verdict never waits on MLflow.
     """
     folder = write_snapshot(
-        experiment, params, document, list(evidence.records.values()), own_records, root, [layout.ENERGY_PNG], pictures
+        experiment,
+        params,
+        document,
+        list(evidence.records.values()),
+        own_records,
+        root,
+        [layout.ENERGY_PICTURE],
+        pictures,
     )
     try:
         published = deliver(folder, uri)

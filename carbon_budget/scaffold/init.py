@@ -51,7 +51,7 @@ carbon:
   tracking_mode: process      # process: charge each stage its own CPU; machine: the whole machine
 """
 # What publishing leaves in the work tree, kept out of git: the local MLflow store, the outbox, the energy picture.
-IGNORED = ("/mlflow.db", "/mlflow.db.lock", "/mlartifacts/", f"/{layout.STATE_DIR}/", f"/{layout.ENERGY_PNG}")
+IGNORED = ("/mlflow.db", "/mlflow.db.lock", "/mlartifacts/", f"/{layout.STATE_DIR}/", f"/{layout.ENERGY_PICTURE}")
 GITIGNORE = Path(".gitignore")
 
 
