@@ -69,3 +69,12 @@ def parse_yaml(text: str) -> Any:
     import yaml
 
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def cache_dir() -> Path:
+    """Where the plugin keeps what it learnt on this machine (codecarbon's hardware plans, an empty MLflow store):
+    `CARBON_BUDGET_CACHE_DIR`, else `$XDG_CACHE_HOME/carbon-budget`, else `~/.cache/carbon-budget`."""
+    base = os.environ.get("CARBON_BUDGET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "carbon-budget"
+    )
+    return Path(base)

@@ -45,7 +45,7 @@ from typing import Any, TypeGuard
 from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
-from carbon_budget.files import write_json
+from carbon_budget.files import cache_dir, write_json
 from carbon_budget.measure.memory import RAM_METHOD, MemoryMeter
 from carbon_budget.records.record import EmissionRecord
 
@@ -104,13 +104,6 @@ def resolve_intensity(carbon: CarbonParams) -> Intensity:
     return Intensity(grid.country_intensity_g_per_kwh(code), f"codecarbon energy mix {code} ({year})", code)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("CARBON_BUDGET_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "carbon-budget"
-    )
-    return Path(base)
-
-
 def _machine_key() -> str:
     """Changes when the machine reboots, so a plan never outlives the hardware it described."""
     try:
@@ -121,7 +114,7 @@ def _machine_key() -> str:
 
 
 def _plan_file(version: str) -> Path:
-    return _cache_dir() / f"hardware-plan-codecarbon{version}-{_machine_key()}.json"
+    return cache_dir() / f"hardware-plan-codecarbon{version}-{_machine_key()}.json"
 
 
 def _plan_cache() -> ModuleType | None:

@@ -1,16 +1,15 @@
 """A local sqlite tracking store's first opening: serialised, and seeded from an empty store MLflow made before.
 
-MLflow creates a sqlite store by running its whole chain of schema migrations: 2.0 CPU-seconds here, the largest
-single part of what the tool spent on a fresh clone's first `dvc repro`. The result is the same file every time
-for one MLflow version (its tables, the `Default` experiment, the default workspace). So the first store MLflow
-creates on a machine is copied, still empty, to a cache (`$XDG_CACHE_HOME/carbon-budget`, else
-`~/.cache/carbon-budget`), keyed by MLflow's version; a later new store starts as a copy of it, with the `Default`
-experiment's creation time and artifact location set as MLflow would have set them. MLflow then opens it as any
-store it made itself, checking that its schema is current. A copy it refuses is removed, and MLflow creates the
-store itself.
+MLflow creates a sqlite store by running its whole chain of schema migrations: 2.0 CPU-seconds here against 1.0 to
+open one, paid by the tool on every fresh clone's first `dvc repro` and by every test's project. The result is the
+same file every time for one MLflow version (its tables, the `Default` experiment, the default workspace). So the
+first store MLflow creates on a machine is copied, still empty, to the plugin's cache (`files.cache_dir`), keyed by
+MLflow's version; a later new store starts as a copy of it, with the `Default` experiment's creation time and
+artifact location set as MLflow would have set them. MLflow then opens it as any store it made itself, checking that
+its schema is current. A copy it refuses is removed, and MLflow creates the store itself.
 
-Two processes creating one store at the same moment corrupt it (alembic's migration race), so creation happens
-under a lock file beside the store.
+Two processes creating one store at the same moment corrupt it (alembic's migration race), so creation happens under
+a lock file beside the store.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from carbon_budget.files import cache_dir
+
 T = TypeVar("T")
 SQLITE = "sqlite:///"
 
@@ -38,8 +39,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 def template_path(mlflow_version: str) -> Path:
     """Where the empty store for this MLflow version is kept on this machine."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "carbon-budget" / f"mlflow-{mlflow_version}-empty.db"
+    return cache_dir() / f"mlflow-{mlflow_version}-empty.db"
 
 
 @contextmanager
