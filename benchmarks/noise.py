@@ -1,6 +1,6 @@
 """How often does the report call noise a regression on this machine, and what is the smallest change it catches?
 
-    python -m benchmarks.noise [--runs 13] [--history 3] [--epochs 20] [--factors 1.25,1.5,2,3]
+    python -m benchmarks.noise [--runs 13] [--history 3] [--epochs 20] [--factors 1.25,1.5,2,3] [--warm-up 1]
 
 One fresh clone of the default pipeline, `dvc repro --force` `--runs` times at one commit, as users run it (the
 background worker on). Every run after the first `--history` is compared with the `--history` runs before it
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--factors", default="1.25,1.5,2,3")
+    parser.add_argument("--warm-up", type=int, default=1, help="uncounted executions first; 0: a smoke run")
     args = parser.parse_args()
     floor = ReportParams().noise_pct
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -64,7 +65,8 @@ def main() -> None:
     env["DVC_SITE_CACHE_DIR"] = str(base / "dvc-site")
     try:
         clone = fresh_clone(base, args.epochs, env)
-        subprocess.run(["dvc", "repro"], cwd=clone, env=env, check=True, capture_output=True)  # warm-up, not counted
+        for _ in range(args.warm_up):  # a fresh clone's first execution runs on cold caches: not counted
+            subprocess.run(["dvc", "repro"], cwd=clone, env=env, check=True, capture_output=True)
         runs = []
         for index in range(args.runs):
             runs.append(measure(clone, env))

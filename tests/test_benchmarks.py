@@ -44,7 +44,7 @@ def test_attribution_benchmark_prints_what_the_records_hold(tool_env: dict[str, 
 def test_noise_benchmark_prints_the_false_regression_rate_and_the_smallest_detected_change(
     tool_env: dict[str, str],
 ) -> None:
-    argv = ["--runs", "3", "--history", "2", "--epochs", "2", "--factors", "3"]
+    argv = ["--runs", "3", "--history", "2", "--epochs", "2", "--factors", "3", "--warm-up", "0"]
     out = run([sys.executable, "-m", "benchmarks.noise", *argv], ROOT, tool_env).stdout
     assert "false regressions, history mode (2 past runs" in out and "total " in out
     assert "false regressions, default band alone" in out
