@@ -140,7 +140,7 @@ class ExportParams(Section):
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.01
     latency_batch_size: Annotated[int, Field(gt=0)] = 64
     # how long the deployed model (and its teacher) predicts under the meter for a measured energy per prediction
-    inference_seconds: Annotated[float, Field(ge=0.1, le=600, allow_inf_nan=False)] = 2.0
+    inference_seconds: Annotated[float, Field(ge=0.1, le=600, allow_inf_nan=False)] = 1.0
     # CPU threads the artifacts predict with (torch and ONNX Runtime; null: their default, one per core). Beside a
     # busy process, two threads predicted 4.5x slower than one on a 2-core host (they spin waiting for each other),
     # and the energy per prediction with them
