@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from carbon_budget.layout import tracking_uri
 from carbon_budget.measure import quiet
 from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
 from carbon_budget.measure.stage import StageRun
@@ -123,6 +124,9 @@ def test_a_forecasting_stage_keeps_background_work_waiting(tmp_path: Path, monke
     with StageRun("train", record_file=tmp_path / "train.json", forecasts=True):
         assert quiet.forecasts_running()
         assert quiet.wait_for_quiet(0.3) >= 0.3
+        # the marker names the store its gate will publish to: a worker for another store does not wait for it
+        assert quiet.forecasts_running(tracking_uri()) and not quiet.forecasts_running("sqlite:////elsewhere.db")
+        assert tracking_uri() not in "".join(p.read_text() for p in quiet._folder().iterdir())
     assert not quiet.forecasts_running() and quiet.wait_for_quiet(5.0) < 0.1
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     left = quiet._folder() / dead.stdout.strip()

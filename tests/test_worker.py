@@ -10,8 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from carbon_budget.measure.dvc_share import alive
 from carbon_budget.publish import worker
+
+pytestmark = pytest.mark.integration  # real processes, seconds each
 
 ROOT = Path(__file__).resolve().parents[1]
 # a worker whose only job echoes its arguments; what it serves is beside the point here
@@ -84,3 +88,57 @@ def test_the_owner_is_the_dvc_process_above_and_a_reused_pid_is_not_it(tmp_path:
     assert not alive(result.stdout.strip())  # it has ended
     assert not alive(f"{os.getpid()}:1.0")  # a live pid, started at another time: another process
     assert alive(f"{os.getpid()}:{__import__('psutil').Process().create_time()}")
+
+
+IDLE_SERVE = textwrap.dedent(
+    """
+    import sys
+    from carbon_budget.publish import worker
+    worker.IDLE_S = 3.0  # the idle limit, shortened for the test
+    worker.serve(sys.argv[1], lambda: {})
+    """
+)
+TRAIN = textwrap.dedent(
+    """
+    import sys, time
+    from carbon_budget.measure.quiet import forecasting
+    with forecasting(sys.argv[1]):
+        print("training", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only(tmp_path: Path) -> None:
+    # a private temp folder: markers and sockets of this test stay out of every other test's way
+    env = {k: v for k, v in os.environ.items() if k != worker.OWNER_ENV} | {"TMPDIR": str(tmp_path)}
+    uri = f"sqlite:////nonexistent/{uuid.uuid4().hex}.db"
+
+    def train(store: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", TRAIN, store], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None and process.stdout.readline() == "training\n"
+        return process
+
+    def serve() -> tuple[subprocess.Popen[bytes], float]:
+        return subprocess.Popen([sys.executable, "-c", IDLE_SERVE, uri], cwd=ROOT, env=env), time.monotonic()
+
+    other = train("sqlite:////another/store.db")
+    try:
+        process, started = serve()
+        process.wait(timeout=30)  # another store's training is not a gate this worker will get
+        assert time.monotonic() - started < 3.0 + worker.POLL_S + 10
+    finally:
+        other.kill()
+    own = train(uri)
+    process, started = serve()
+    try:
+        time.sleep(3.0 + 2 * worker.POLL_S + 1)
+        assert process.poll() is None  # its own store's training runs: the gate will come
+        own.kill()
+        own.wait()
+        process.wait(timeout=3.0 + worker.POLL_S + 10)
+    finally:
+        own.kill()
+        process.kill()

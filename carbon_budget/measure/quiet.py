@@ -11,6 +11,7 @@ process is gone) and cleared.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import time
@@ -26,14 +27,22 @@ def _folder() -> Path:
     return Path(tempfile.gettempdir()) / f"carbon-budget-{os.getuid()}-forecasting"
 
 
+def store_key(uri: str) -> str:
+    """What a marker says of the tracking store its stage will publish to: a digest, since a URI may hold
+    credentials and the folder is readable by anyone on the machine."""
+    return hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
 @contextlib.contextmanager
-def forecasting() -> Iterator[None]:
-    """Hold the marker while the block runs: the tool's background work waits meanwhile. Never raises: it only
-    keeps a measurement clean."""
+def forecasting(uri: str) -> Iterator[None]:
+    """Hold the marker, naming the store `uri`, while the block runs: the tool's background work waits meanwhile.
+    Never raises: it only keeps a measurement clean."""
     marker = _folder() / str(os.getpid())
     with contextlib.suppress(OSError):
         marker.parent.mkdir(exist_ok=True)
-        marker.touch()
+        partial = marker.with_name(f".{marker.name}.partial")
+        partial.write_text(store_key(uri), encoding="utf-8")
+        os.replace(partial, marker)  # never seen half-written
     try:
         yield
     finally:
@@ -41,16 +50,21 @@ def forecasting() -> Iterator[None]:
             marker.unlink()
 
 
-def forecasts_running() -> bool:
-    """True while a live process holds a marker; markers of processes that are gone are cleared."""
+def forecasts_running(uri: str | None = None) -> bool:
+    """True while a live process holds a marker (with `uri`, a marker naming that store: a training stage whose
+    gate will publish there); markers of processes that are gone are cleared."""
     try:
         markers = list(_folder().iterdir())
     except OSError:
         return False
     running = False
+    wanted = None if uri is None else store_key(uri)
     for marker in markers:
+        if marker.name.startswith("."):
+            continue  # being written
         if marker.name.isdigit() and psutil.pid_exists(int(marker.name)):
-            running = True
+            with contextlib.suppress(OSError):
+                running = running or wanted is None or marker.read_text(encoding="utf-8") == wanted
         else:
             with contextlib.suppress(OSError):
                 marker.unlink()

@@ -26,7 +26,7 @@ import psutil
 
 from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_params_file, section_value
 from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
-from carbon_budget.layout import record_path
+from carbon_budget.layout import record_path, tracking_uri
 from carbon_budget.measure.energy import EnergyMeter, EnergyReading, Intensity
 from carbon_budget.measure.memory import RAM_SOURCE
 from carbon_budget.measure.quiet import forecasting
@@ -167,7 +167,7 @@ class StageRun:
 
     def __enter__(self) -> StageRun:
         if self._forecasts:
-            self._quiet.enter_context(forecasting())
+            self._quiet.enter_context(forecasting(tracking_uri()))
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         self._entered = time.time()

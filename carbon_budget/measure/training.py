@@ -37,7 +37,7 @@ from carbon_budget.config import (
     read_params_file,
 )
 from carbon_budget.errors import CarbonBudgetError, ForecastOverrun, MeasurementError, RecordError
-from carbon_budget.layout import record_path
+from carbon_budget.layout import record_path, tracking_uri
 from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
 from carbon_budget.measure.quiet import forecasting
 from carbon_budget.measure.stage import StageRun
@@ -128,7 +128,7 @@ class TrainingBudget:
     def start(self) -> None:
         intensity: float
         if self._wrapper is not None:
-            self._quiet.enter_context(forecasting())
+            self._quiet.enter_context(forecasting(tracking_uri()))
             intensity = float(self._wrapper.ask({"op": "intensity"})["g_per_kwh"])
         else:
             record = record_path(self.stage)

@@ -1,12 +1,12 @@
 """A short-lived local worker that pays the gate's start-up costs while the other stages run.
 
 The gate's own work takes milliseconds, but publishing to MLflow needs `import mlflow` and an open store
-(about 2 s of one core here, 3 when the store is new and no empty one is cached). The first measured
+(about 3 CPU-seconds here, 4 when the store is new and no empty one is cached). The first measured
 stage of an execution starts this process in the background, where the machine's other core is mostly idle
 while a stage imports torch. It listens on a unix socket before importing anything, warms up, then runs the
 job the gate hands it (`publish`: the runs first, then the pictures and the model once the gate has its
-answer) and exits AFTER_JOB_S after it, or after IDLE_S without a request while no training stage runs, or as
-soon as the `dvc` process whose stages started it has ended (a pipeline that failed before its gate).
+answer) and exits AFTER_JOB_S after it; as soon as the `dvc` process whose stages started it has ended (a pipeline
+that failed before its gate); or after IDLE_S without a request while no training stage of its own store runs.
 
 It is only an optimisation: when no worker answers, the gate runs the same job functions in its own process,
 with the same result. CARBON_BUDGET_WORKER=off turns it off.
@@ -31,7 +31,7 @@ from carbon_budget.measure.dvc_share import alive, dvc_identity
 from carbon_budget.measure.quiet import forecasts_running
 from carbon_budget.publish.redact import redact
 
-IDLE_S = 120.0  # without a request, while no training stage forecasts (a long training run keeps it waiting)
+IDLE_S = 120.0  # without a request, while no training stage of its store forecasts (a long one keeps it waiting)
 POLL_S = 2.0  # how often an idle worker looks whether it is still wanted
 AFTER_JOB_S = 2.0  # after a job: one execution's gate is done; stay only for a gate running beside it
 REPLY_TIMEOUT_S = 600.0
@@ -252,8 +252,8 @@ def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> Non
             except TimeoutError:
                 if owner and not alive(owner):
                     return  # the `dvc repro` that started us is over: no gate of it will come
-                if forecasts_running():
-                    idle_since = time.monotonic()  # a training stage runs: its gate will come
+                if forecasts_running(uri):
+                    idle_since = time.monotonic()  # a training stage of our store runs: its gate will come
                 elif time.monotonic() - idle_since >= linger_s:
                     return
                 continue
