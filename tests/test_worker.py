@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -109,9 +111,11 @@ TRAIN = textwrap.dedent(
 )
 
 
-def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only(tmp_path: Path) -> None:
-    # a private temp folder: markers and sockets of this test stay out of every other test's way
-    env = {k: v for k, v in os.environ.items() if k != worker.OWNER_ENV} | {"TMPDIR": str(tmp_path)}
+def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only() -> None:
+    # a private temp folder for markers and sockets, out of every other test's way, and short: a unix socket's path
+    # must stay under 108 bytes, and a worker that cannot bind leaves at once
+    folder = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != worker.OWNER_ENV} | {"TMPDIR": str(folder)}
     uri = f"sqlite:////nonexistent/{uuid.uuid4().hex}.db"
 
     def train(store: str) -> subprocess.Popen[str]:
@@ -122,7 +126,12 @@ def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only(tmp_pat
         return process
 
     def serve() -> tuple[subprocess.Popen[bytes], float]:
-        return subprocess.Popen([sys.executable, "-c", IDLE_SERVE, uri], cwd=ROOT, env=env), time.monotonic()
+        process = subprocess.Popen([sys.executable, "-c", IDLE_SERVE, uri], cwd=ROOT, env=env)
+        deadline = time.time() + 30
+        while not list(folder.glob("carbon-budget-*.sock")) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert list(folder.glob("carbon-budget-*.sock")), "the worker never listened"
+        return process, time.monotonic()
 
     other = train("sqlite:////another/store.db")
     try:
@@ -130,7 +139,7 @@ def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only(tmp_pat
         process.wait(timeout=30)  # another store's training is not a gate this worker will get
         assert time.monotonic() - started < 3.0 + worker.POLL_S + 10
     finally:
-        other.kill()
+        other.kill()  # its marker gone, even a worker that waited for it leaves within the idle limit
     own = train(uri)
     process, started = serve()
     try:
@@ -142,3 +151,4 @@ def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only(tmp_pat
     finally:
         own.kill()
         process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
