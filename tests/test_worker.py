@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -152,3 +153,18 @@ def test_an_idle_worker_waits_for_a_training_stage_of_its_own_store_only() -> No
         own.kill()
         process.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_long_temp_folder_still_gives_a_socket_path_a_worker_can_bind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_folder = tmp_path / ("x" * 90)
+    long_folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_folder))
+    path = worker.socket_path("sqlite:////some/store.db")
+    assert len(os.fsencode(path)) < worker.SOCKET_PATH_MAX and path.parent == Path("/tmp")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))  # raises "AF_UNIX path too long" for the path in the long folder
+    path.unlink()
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert worker.socket_path("sqlite:////some/store.db") == path

@@ -50,11 +50,16 @@ def _code_version() -> str:
     return f"{sys.executable}|{stamps}"
 
 
+SOCKET_PATH_MAX = 104  # bytes a unix socket's path may hold: 108 on Linux, 104 on macOS
+
+
 def socket_path(uri: str) -> Path:
-    """One worker per user, tracking store and code version; unix socket paths must stay short, hence the
-    digest."""
+    """One worker per user, tracking store and code version, in the temp folder; unix socket paths must stay short,
+    hence the digest, and /tmp when the temp folder's own path is too long (a worker that cannot bind never runs)."""
     digest = hashlib.sha256(f"{uri}|{_code_version()}".encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"carbon-budget-{os.getuid()}-{digest}.sock"
+    name = f"carbon-budget-{os.getuid()}-{digest}.sock"
+    path = Path(tempfile.gettempdir()) / name
+    return path if len(os.fsencode(path)) < SOCKET_PATH_MAX else Path("/tmp") / name
 
 
 def enabled() -> bool:
