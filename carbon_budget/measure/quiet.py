@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from carbon_budget.files import write_text_atomic
+
 POLL_S = 0.2
 
 
@@ -39,10 +41,7 @@ def forecasting(uri: str) -> Iterator[None]:
     Never raises: it only keeps a measurement clean."""
     marker = _folder() / str(os.getpid())
     with contextlib.suppress(OSError):
-        marker.parent.mkdir(exist_ok=True)
-        partial = marker.with_name(f".{marker.name}.partial")
-        partial.write_text(store_key(uri), encoding="utf-8")
-        os.replace(partial, marker)  # never seen half-written
+        write_text_atomic(marker, store_key(uri))  # never seen half-written
     try:
         yield
     finally:
@@ -61,7 +60,7 @@ def forecasts_running(uri: str | None = None) -> bool:
     wanted = None if uri is None else store_key(uri)
     for marker in markers:
         if marker.name.startswith("."):
-            continue  # being written
+            continue  # being written (`write_text_atomic`'s temporary file)
         if marker.name.isdigit() and psutil.pid_exists(int(marker.name)):
             with contextlib.suppress(OSError):
                 running = running or wanted is None or marker.read_text(encoding="utf-8") == wanted

@@ -19,6 +19,7 @@ from typing import Any
 
 from carbon_budget.layout import ITSELF
 from carbon_budget.publish.redact import redact
+from carbon_budget.publish.store import sqlite_path
 from carbon_budget.publish.tracking import TAG_FINGERPRINT, TAG_RECORD, open_client
 from carbon_budget.report.noise import Noise, fingerprint_id, prediction_band_pct
 
@@ -85,7 +86,8 @@ def base_history(
     uri: str, experiment: str, branch: str, head: dict[str, dict[str, Any]], default_pct: float
 ) -> History | str:
     """The base side and its band from `branch`'s executions in MLflow, or why there is none (a line to show)."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
         return f"no MLflow store at {redact(uri)}"
     try:
         runs = _runs(open_client(uri), experiment)

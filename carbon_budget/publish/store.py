@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import shutil
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from carbon_budget.files import cache_dir
+from carbon_budget.files import cache_dir, write_bytes_atomic
 
 T = TypeVar("T")
 SQLITE = "sqlite:///"
@@ -60,18 +57,6 @@ def locked(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
-    """Readers never see a half-written file: copy beside the target, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    finally:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-
-
 def _as_created_here(path: Path) -> None:
     """What differs between two stores MLflow creates: the `Default` experiment's creation time, and its artifact
     location (`./mlruns/0` resolved against the creating process's working directory)."""
@@ -97,7 +82,7 @@ def opened(uri: str, mlflow_version: str, open_store: Callable[[], T]) -> T:
         template = template_path(mlflow_version)
         if template.is_file():
             with contextlib.suppress(OSError, sqlite3.Error):
-                _copy_atomically(template, path)
+                write_bytes_atomic(path, template.read_bytes())
                 _as_created_here(path)
                 try:
                     return open_store()
@@ -108,5 +93,5 @@ def opened(uri: str, mlflow_version: str, open_store: Callable[[], T]) -> T:
                 path.unlink()
         store = open_store()
         with contextlib.suppress(OSError):
-            _copy_atomically(path, template)  # still empty: nothing has been logged to it yet
+            write_bytes_atomic(template, path.read_bytes())  # still empty: nothing has been logged to it yet
         return store

@@ -172,10 +172,10 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    location = None
-    if uri.startswith("sqlite:///"):
+    location, path = None, store.sqlite_path(uri)
+    if path is not None:
         # fixed at creation; relative to the store, not to whatever directory the first run started in
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+        location = (path.parent / "mlartifacts").as_uri()
     try:
         return str(client.create_experiment(name, artifact_location=location))
     except Exception:  # MLflow raises many types; on a shared server another client may have just created it

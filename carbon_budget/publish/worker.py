@@ -30,6 +30,7 @@ from typing import Any
 from carbon_budget.measure.dvc_share import alive, dvc_identity
 from carbon_budget.measure.quiet import forecasts_running
 from carbon_budget.publish.redact import redact
+from carbon_budget.publish.store import sqlite_path
 
 IDLE_S = 120.0  # without a request, while no training stage of its store forecasts (a long one keeps it waiting)
 POLL_S = 2.0  # how often an idle worker looks whether it is still wanted
@@ -174,10 +175,11 @@ class Deferred:
 
 def _store_identity(uri: str) -> tuple[int, int] | None:
     """(device, inode) of a sqlite store: an open connection to a deleted file would write into the void."""
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         return None
     try:
-        info = os.stat(uri.removeprefix("sqlite:///"))
+        info = os.stat(path)
     except OSError:
         return (0, 0)
     return (info.st_dev, info.st_ino)
