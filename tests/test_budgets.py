@@ -129,3 +129,33 @@ def test_a_budget_inside_the_noise_band_is_shown_as_one() -> None:
     table = render(verdict)
     assert "pass ~noise" in table and "±10 %" in table
     assert "~noise" not in render(check(BUDGET, {"a": record("a", 0.5)}, 0.5, 0.95, [], noise_pct=10.0))
+
+
+def test_the_table_is_boxed_and_aligned_without_a_table_library() -> None:
+    """The gate's table is plain text: every row as wide as the box, figures right-aligned, a missing unit
+    leaving no stray space, and the gate's module importing no table library (it cost a sixth of the gate)."""
+    import subprocess
+    import sys
+
+    from carbon_budget.gate.evidence import render, text_table
+
+    table = text_table("t", ["name", "figure"], [["a", "1 kWh"], ["longer name", "0.5"]], right={1})
+    title, top, head, rule, *rows, bottom = table.splitlines()
+    assert title == "t" and top.startswith("┏") and rule.startswith("┡") and bottom.startswith("└")
+    assert len({len(line) for line in (top, head, rule, *rows, bottom)}) == 1
+    assert rows == ["│ a           │  1 kWh │", "│ longer name │    0.5 │"]
+    text = render(check(BUDGET, {"a": record("a", 0.5)}, 0.5, 0.95, [], noise_pct=10.0))
+    accuracy = next(line for line in text.splitlines() if "budget.min_accuracy" in line)
+    assert "0.95 │" in accuracy and text.endswith("gate: PASSED\n")
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from carbon_budget.gate import budgets, evidence;"
+            " evidence.render(budgets.Verdict([], ['x'])); print('rich' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
