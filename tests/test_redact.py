@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 
 from carbon_budget.publish.redact import redact, without_credentials
@@ -19,12 +21,21 @@ from carbon_budget.publish.tracking import ui_url
         "mysql+pymysql://alice:secret@h/db",
         "MSSQL+pyodbc://alice:secret@h/db",
         "databricks://alice:secret@workspace",
+        "postgresql://alice:se/cret@db/mlflow",  # SQLAlchemy reads the password up to the @: `/` is allowed
+        "mysql+pymysql://alice:se cret@h/db",  # and so is a space
+        "https://alice:se@cret@mlflow.example.org",  # requests takes the user information up to the last @
+        "postgresql://alice:secret%40x@db/mlflow",  # percent-encoded
     ],
 )
 def test_every_scheme_and_case_is_masked(uri: str) -> None:
-    message = redact(f"MLflow at {uri} did not take the runs")
-    assert "secret" not in message and "alice" not in message and "***@" in message
-    assert "secret" not in without_credentials(uri) and "alice" not in without_credentials(uri)
+    message = redact(f"MLflow at {redact(uri)} did not take the runs")
+    assert "se" not in message.replace("the runs", "") and "alice" not in message and "***@" in message
+    for shown in (redact(uri), without_credentials(uri)):
+        assert "cret" not in shown and "alice" not in shown
+    # a driver's own message repeats the URI, or only its password, inside other text: the URI in use clears it
+    password = uri.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+    echoed = f"connection to {uri} failed: password '{password}' ({unquote(password)}) rejected"
+    assert "cret" not in redact(echoed, uri) and "alice" not in redact(echoed, uri)
 
 
 def test_a_uri_without_credentials_is_left_alone() -> None:
@@ -40,3 +51,29 @@ def test_printed_links_drop_credentials() -> None:
 def test_secret_values_from_the_environment_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2")
     assert redact("auth failed for hunter2") == "auth failed for ***"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql://db/mlflow?user=alice&password=hunter22",
+        "mssql+pyodbc://h/db?driver=x;PWD=hunter22",
+        "https://store.example.org/mlflow?sig=hunter22&api_key=hunter22",
+    ],
+)
+def test_secrets_in_the_query_string_are_masked(uri: str) -> None:
+    for shown in (redact(uri), redact(f"MLflow at {uri} failed"), without_credentials(uri)):
+        assert "hunter22" not in shown and "=***" in shown
+
+
+def test_the_token_and_the_uri_in_the_environment_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-123456")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://bob:pa ss/w0rd@mlflow.example.org")
+    message = redact("401 for Bearer tok-123456 from bob:pa ss/w0rd, password pa ss/w0rd")
+    assert "tok-123456" not in message and "pa ss/w0rd" not in message
+
+
+def test_short_secrets_do_not_blank_the_message() -> None:
+    """A one-letter password cannot be masked verbatim in text; it still goes from the URI itself."""
+    assert redact("https://a:p@host.example.org") == "https://***@host.example.org"
+    assert "compare" in redact("compare at https://a:p@host.example.org", "https://a:p@host.example.org")

@@ -1,5 +1,4 @@
-"""A new sqlite store starts from the empty one MLflow made earlier on this machine, and is MLflow's own all the same.
-"""
+"""A new sqlite store starts from the empty one MLflow made earlier on this machine, and is MLflow's own still."""
 
 from __future__ import annotations
 

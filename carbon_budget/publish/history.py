@@ -92,7 +92,7 @@ def base_history(
     try:
         runs = _runs(open_client(uri), experiment)
     except Exception as exc:  # MLflow raises many types (connection, locked db, REST errors)
-        return f"MLflow at {redact(uri)} could not be read ({type(exc).__name__}: {redact(str(exc))[:200]})"
+        return f"MLflow at {redact(uri)} could not be read ({type(exc).__name__}: {redact(str(exc), uri)[:200]})"
     parents = {r.info.run_id for r in runs if r.data.tags.get("git.branch") == branch}
     wanted = {stage: fingerprint_id(record) for stage, record in head.items() if stage != ITSELF}
     values: dict[str, list[Any]] = {}

@@ -447,7 +447,9 @@ def publish(folder: Path, uri: str | None = None) -> Published:
 def _publish_error(uri: str, what: str, exc: Exception) -> PublishError:
     """One message for every MLflow failure, redacted: MLflow's own messages repeat the request URL, with any
     user:password@ a tracking URI holds (redacted before it is cut, so no part of a secret is left)."""
-    return PublishError(f"MLflow at {redact(uri)} did not take {what} ({type(exc).__name__}: {redact(str(exc))[:300]})")
+    return PublishError(
+        f"MLflow at {redact(uri)} did not take {what} ({type(exc).__name__}: {redact(str(exc), uri)[:300]})"
+    )
 
 
 def pending(work_dir: Path) -> list[Path]:
