@@ -122,7 +122,8 @@ def render(
     scores = [score for score in (footprint.training, footprint.inference) if score] if footprint else []
     if scores:
         lines += _sci_section(scores)
-    status = "within budget so far" if verdict.passed else "over budget: " + "; ".join(verdict.failures())
+    failed = "cannot be verified: " if verdict.problems else "over budget: "
+    status = "within budget so far" if verdict.passed else failed + "; ".join(verdict.failures())
     lines += ["", "## Budget", "", f"At export time: {status}. {budget_note}", ""]
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from carbon_budget.config import PARAMS_FILE
 from carbon_budget.entry import stage_main
 from carbon_budget.errors import RecordError
 from carbon_budget.files import write_json, write_text_atomic
+from carbon_budget.gate.budgets import check, vouch
 from carbon_budget.layout import record_path
 from carbon_budget.measure.stage import StageRun
 from carbon_budget.records.record import EmissionRecord, file_md5, load_record
@@ -20,15 +21,18 @@ from pipeline.config import Params, load_params
 BEFORE = ("preprocess", "train", "evaluate")
 
 
-def records_so_far(params: Params) -> dict[str, EmissionRecord]:
-    """The records of every stage that made the model, for the card; the gate fails closed on missing ones."""
-    records = {}
+def records_so_far(params: Params) -> tuple[dict[str, EmissionRecord], list[str]]:
+    """The records of every stage that made the model, for the card, and why any is missing or cannot vouch for
+    its stage: the card's verdict then fails closed, as the gate's does."""
+    records, problems = {}, []
     for stage in (*BEFORE, *params.distill.stage_names()):
         try:
             records[stage] = load_record(record_path(stage))
-        except RecordError:
+        except RecordError as exc:
+            problems.append(str(exc))
             continue
-    return records
+        problems.extend(vouch(stage, records[stage]))
+    return records, problems
 
 
 def main() -> None:
@@ -45,7 +49,6 @@ def main() -> None:
     ) as run:
         import torch
 
-        from carbon_budget.gate.budgets import check
         from carbon_budget.gate.footprint import footprint
         from pipeline import modelcard
         from pipeline.data import load_splits
@@ -121,7 +124,7 @@ def main() -> None:
             }
         write_json(layout.EXPORT_METRICS, document)
         write_json(layout.INPUT_EXAMPLE, {"input": splits.x_test[:2].tolist()})
-        records = records_so_far(params)
+        records, problems = records_so_far(params)
         measured = footprint(
             {name: r.model_dump(mode="json") for name, r in records.items()},
             document["deploy"]["inference"],
@@ -129,7 +132,13 @@ def main() -> None:
             params.usage.predictions,
         )
         so_far = check(  # as the gate judges it, with the records so far
-            params.budget, records, deployed["size_mb"], deployed["accuracy"], [], params.report.noise_pct, measured
+            params.budget,
+            records,
+            deployed["size_mb"],
+            deployed["accuracy"],
+            problems,
+            params.report.noise_pct,
+            measured,
         )
         write_text_atomic(
             layout.MODEL_CARD,

@@ -190,3 +190,45 @@ def test_a_record_from_another_run_is_not_the_one_dvc_lock_vouches_for(tmp_path:
     (root / "dvc.lock").write_text(lock.replace(lock.split("md5: ")[-1].strip(), file_md5(record_file)))
     verdict, _ = judge_file(root / "params.yaml", root)
     assert any("its output out.txt is not the one dvc.lock recorded" in f for f in verdict.failures())
+
+
+def test_a_deploy_without_its_md5_fails_closed(tmp_path: Path) -> None:
+    """Without the md5 export took, nothing ties the file to what export measured: no pass on trust."""
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n  model_size_mb: 1\n")
+    (root / "model.onnx").write_bytes(b"a model")
+    (root / "metrics" / "export.json").write_text(json.dumps({"deploy": {"path": "model.onnx", "accuracy": 0.9}}))
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert not verdict.passed
+    assert any(f.startswith("metrics/export.json: `deploy.md5` is missing") for f in verdict.failures())
+
+
+def test_an_artifact_whose_writer_is_stale_is_named_and_params_count(tmp_path: Path) -> None:
+    """The stage that wrote the deployed file measured other params (a student added, removed or switched):
+    the gate names the artifact as not today's, besides the stale record."""
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n  model_size_mb: 1\n")
+    (root / "params.yaml").write_text((root / "params.yaml").read_text() + "export:\n  model: small\n")
+    (root / "model.onnx").write_bytes(b"the student")
+    md5 = file_md5(root / "model.onnx")
+    (root / "metrics" / "export.json").write_text(json.dumps({"deploy": {"path": "model.onnx", "md5": md5}}))
+    written = record("sort", 0.001).model_copy(
+        update={"outputs": {"model.onnx": md5}, "params": {"export": {"model": "small"}}}
+    )
+    save_record(root / "metrics/emissions/sort.json", written)
+    assert judge_file(root / "params.yaml", root)[0].passed
+    (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("model: small", "model: teacher"))
+    failures = judge_file(root / "params.yaml", root)[0].failures()
+    assert any("measured with other params.yaml `export` values" in f for f in failures)
+    assert any(f.startswith("model.onnx: not known to be the model today's params") and "sort" in f for f in failures)
+
+
+def test_a_doubtful_record_of_the_tools_own_cost_fails_closed(tmp_path: Path) -> None:
+    """The tool's own line is counted in the total, so it is held to what any record is held to."""
+    from carbon_budget import layout
+
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    itself = record(layout.ITSELF, 0.0001)
+    save_record(root / layout.ITSELF_RECORD, itself)
+    assert judge_file(root / "params.yaml", root)[0].passed
+    save_record(root / layout.ITSELF_RECORD, itself.model_copy(update={"co2_kg": itself.co2_kg * 3}))
+    verdict, _ = judge_file(root / "params.yaml", root)
+    assert not verdict.passed and any("cannot vouch for the tool's own cost" in f for f in verdict.failures())

@@ -65,3 +65,24 @@ def test_the_card_shows_sci_term_by_term(tmp_path: Path) -> None:
     )
     assert f"| 1,000 predictions | {8e-7 + 1e6 * 0.001 / life_s:.4g} | 2e-09 | 400 |" in text
     assert "Cloud Carbon Footprint" in text
+
+
+def test_a_missing_or_doubtful_record_before_export_makes_the_card_fail_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export judges the card's verdict on the records so far as the gate does: one missing (evaluate) or whose
+    parts do not add up (train) is no pass."""
+    from carbon_budget.records.record import save_record
+    from pipeline.config import load_params
+    from stages.export import records_so_far
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    save_record(Path("metrics/emissions/preprocess.json"), record("preprocess", 1e-6))
+    save_record(Path("metrics/emissions/train.json"), record("train", 2e-5).model_copy(update={"energy_kwh": 1e-3}))
+    records, problems = records_so_far(params)
+    assert set(records) == {"preprocess", "train"}
+    assert any("evaluate.json" in p for p in problems) and any("do not add up" in p for p in problems)
+    verdict = check(params.budget, records, 0.02, 0.97, problems)
+    text = render(records, ARTIFACTS, "onnx_int8", verdict, budget_note="", task="x", dataset={})
+    assert "At export time: cannot be verified: " in text and "within budget" not in text

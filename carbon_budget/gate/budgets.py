@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from carbon_budget import layout
 from carbon_budget.config import BudgetParams, ReportParams
 from carbon_budget.gate.footprint import Footprint
 from carbon_budget.records.record import EmissionRecord
@@ -188,3 +189,22 @@ def _footprint_lines(
         else:
             lines.append(BudgetLine(name, f"budget.{attribute}", unit, limit, measured, how, noise_pct=noise_pct))
     return lines
+
+
+def vouch(stage: str, record: EmissionRecord) -> list[str]:
+    """Why `stage`'s record cannot vouch for it, whoever reads it (the gate, or export writing the model card):
+    another stage's record, a stage that never finished or failed, or figures that do not hold together."""
+    path = layout.record_path(stage)
+    problems = []
+    if record.stage != stage:
+        problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
+    if record.status == "running":
+        problems.append(
+            f"{path}: stage {stage} never finished: killed without warning (SIGKILL, out of memory) or still"
+            f" running; its last checkpoint holds {record.energy_kwh:.4g} kWh spent"
+        )
+    elif record.status != "completed":
+        problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
+    else:
+        problems.extend(f"{path}: cannot vouch for stage {stage}: {doubt}" for doubt in record.doubts())
+    return problems

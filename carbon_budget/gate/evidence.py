@@ -17,7 +17,7 @@ from carbon_budget import layout
 from carbon_budget.config import GateParams, gate_params, read_params_file, section_value
 from carbon_budget.errors import CarbonBudgetError, RecordError
 from carbon_budget.files import read_json
-from carbon_budget.gate.budgets import Verdict, check, totals
+from carbon_budget.gate.budgets import Verdict, check, totals, vouch
 from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
@@ -112,6 +112,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     budget = gate.budget
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
+    stale: dict[str, EmissionRecord] = {}
     try:
         lock: Lock | None = load_lock(root)
     except RecordError as exc:
@@ -124,19 +125,11 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
         except RecordError as exc:
             problems.append(str(exc))
             continue
-        if record.stage != stage:
-            problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")
-        if record.status == "running":
-            problems.append(
-                f"{path}: stage {stage} never finished: killed without warning (SIGKILL, out of memory) or still"
-                f" running; its last checkpoint holds {record.energy_kwh:.4g} kWh spent"
-            )
-        elif record.status != "completed":
-            problems.append(f"{path}: stage {stage} did not complete ({record.status}: {record.error})")
-        else:
-            problems.extend(f"{path}: cannot vouch for stage {stage}: {doubt}" for doubt in record.doubts())
-        for reason in _stale_reasons(record, params, root, lock):
-            problems.append(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)")
+        problems.extend(vouch(stage, record))
+        reasons = _stale_reasons(record, params, root, lock)
+        problems.extend(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)" for reason in reasons)
+        if reasons:
+            stale[stage] = record
         records[stage] = record
     model_required = budget.model_size_mb is not None or budget.min_accuracy is not None
     document = _metrics_with(root / layout.DEPLOY_METRICS, "deploy", problems, model_required)
@@ -148,14 +141,23 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
         if artifact.is_file():
             size_mb = artifact.stat().st_size / 1e6
             parameters = deployed.get("parameters")
-            drift = file_drift(artifact, deployed["md5"]) if isinstance(deployed.get("md5"), str) else None
-            if drift is not None:
+            if not isinstance(deployed.get("md5"), str):
+                problems.append(
+                    f"{layout.DEPLOY_METRICS}: `deploy.md5` is missing, so nothing shows {deploy_path} is the"
+                    " artifact export measured (rerun `dvc repro`)"
+                )
+            elif (drift := file_drift(artifact, deployed["md5"])) is not None:
                 problems.append(
                     f"{deploy_path}: not the artifact {layout.DEPLOY_METRICS} states was deployed (it {drift} since;"
                     " rerun `dvc repro`)"
                 )
         elif model_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
+        for stage in (s for s, r in stale.items() if deploy_path in r.outputs):
+            problems.append(
+                f"{deploy_path}: not known to be the model today's params, code and data deploy: {stage}, which"
+                f" wrote it, is stale (rerun `dvc repro {stage}`)"
+            )
     if isinstance(deployed, dict):
         accuracy = deployed.get("accuracy")  # the artifact's own, whatever model it came from
         if budget.min_accuracy is not None and not isinstance(accuracy, int | float):
@@ -163,6 +165,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     itself = _itself(root)
     if itself is not None:
         records[layout.ITSELF] = itself
+        problems.extend(f"{layout.ITSELF_RECORD}: cannot vouch for the tool's own cost: {d}" for d in itself.doubts())
     plain = {n: r.model_dump(mode="json") for n, r in records.items()}  # the payback finds its stages by name
     payback = distillation_payback(plain, document) if document else None
     inference = deployed.get("inference") if isinstance(deployed, dict) else None
