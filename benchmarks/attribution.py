@@ -90,7 +90,9 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
     itself = json.loads((clone / ITSELF_RECORD).read_text()) if (clone / ITSELF_RECORD).exists() else None
     stages_cpu_s = sum(r["extra_metrics"].get("cpu_s", 0.0) for r in records.values())
     itself_cpu_s = itself["extra_metrics"].get("cpu_s", 0.0) if itself else 0.0
-    held = stages_cpu_s + itself_cpu_s
+    # the gate stage's own record is folded into the tool's line (tracking.record_itself): counted once here
+    folded_cpu_s = itself["extra_metrics"].get("tool_stages_cpu_s", 0.0) if itself else 0.0
+    held = stages_cpu_s + itself_cpu_s - folded_cpu_s
     spent = repro_cpu_s + worker_cpu_s
     own = spent - dvc_own_s
     print(f"cold dvc repro: {wall_s:.1f} s wall, {epochs_note(args.epochs)}")
@@ -99,7 +101,7 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
         print(f"  record {name:<25}{r['extra_metrics'].get('cpu_s', 0.0):>8.2f}")
     for name in skipped:
         print(f"  record {name:<25}{'skipped':>8}  (DVC did not rerun it: its record is an earlier execution's)")
-    print(f"  record carbon-budget itself      {itself_cpu_s:>8.2f}")
+    print(f"  record carbon-budget itself      {itself_cpu_s:>8.2f}  (of which the gate stage's {folded_cpu_s:.2f})")
     print(f"records hold                      {held:>8.2f}")
     print(f"spent: dvc repro and its children {repro_cpu_s:>8.2f}  (of which DVC's own process {dvc_own_s:.2f})")
     print(f"spent: background worker          {worker_cpu_s:>8.2f}")
@@ -112,7 +114,8 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
     )
     if itself:
         print(
-            f"the tool's own cost: {itself_cpu_s:.2f} CPU-s, {itself['energy_kwh'] * 3.6e6:.2f} J"
+            f"the tool's own cost: {itself_cpu_s:.2f} CPU-s ({itself_cpu_s - folded_cpu_s:.2f} outside the stages),"
+            f" {itself['energy_kwh'] * 3.6e6:.2f} J"
             f" ({itself['tags'].get('covers')})"
         )
 

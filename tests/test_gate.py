@@ -232,3 +232,32 @@ def test_a_doubtful_record_of_the_tools_own_cost_fails_closed(tmp_path: Path) ->
     save_record(root / layout.ITSELF_RECORD, itself.model_copy(update={"co2_kg": itself.co2_kg * 3}))
     verdict, _ = judge_file(root / "params.yaml", root)
     assert not verdict.passed and any("cannot vouch for the tool's own cost" in f for f in verdict.failures())
+
+
+def test_the_gate_stages_own_cost_is_folded_into_the_tools_line(tmp_path: Path) -> None:
+    """The gate stage's record is in no total of its own execution (the verdict is reached while it runs): the
+    tool's line the next gate counts carries it, at the execution's own rates, and names it apart."""
+    from carbon_budget import layout
+    from carbon_budget.publish.tracking import record_itself
+
+    rates = {"hardware": record("x", 0.0).hardware.model_copy(update={"cpu_tdp_w": 20.0})}
+    train = record("train", 1e-5).model_copy(update={**rates, "extra_metrics": {"ram_w_per_gb": 0.4}})
+    gate = record("gate", 1e-7).model_copy(
+        update={**rates, "extra_metrics": {"cpu_s": 0.5, "ram_gb_s": 0.1, "ram_w_per_gb": 0.4}}
+    )
+    snapshot = {
+        "work_dir": str(tmp_path),
+        "verdict": {"stages": {"train": {}}},
+        "entries": [{"record": r.model_dump(mode="json")} for r in (train, gate)],
+    }
+    alone = record_itself(
+        {**snapshot, "entries": snapshot["entries"][:1]}, None, "", cpu_s=2.0, ram_gb_s=1.0, duration_s=3.0, covers="w"
+    )
+    folded = record_itself(snapshot, None, "", cpu_s=2.0, ram_gb_s=1.0, duration_s=3.0, covers="w")
+    assert alone is not None and folded is not None and not folded.doubts()
+    # 20 W over 2 threads is 10 W a CPU-second; 0.4 W per GB
+    assert folded.cpu_energy_kwh - alone.cpu_energy_kwh == pytest.approx(0.5 * 10 / 3.6e6)
+    assert folded.ram_energy_kwh - alone.ram_energy_kwh == pytest.approx(0.1 * 0.4 / 3.6e6)
+    assert folded.extra_metrics["tool_stages_cpu_s"] == 0.5 and folded.extra_metrics["cpu_s"] == 2.5
+    assert folded.tags["covers"].startswith("the gate stage (0.50 CPU-s), then w")
+    assert json.loads((tmp_path / layout.ITSELF_RECORD).read_text())["energy_kwh"] == folded.energy_kwh

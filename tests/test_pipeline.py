@@ -91,6 +91,9 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
     itself = json.loads(itself_file.read_text())
     assert itself["stage"] == "carbon-budget itself" and itself["status"] == "completed"
     assert itself["extra_metrics"]["cpu_s"] > 0 and itself["energy_kwh"] > 0 and "worker" in itself["tags"]["covers"]
+    gate_record = json.loads((project / "metrics/emissions/gate.json").read_text())  # in no total of its own run
+    assert itself["extra_metrics"]["tool_stages_cpu_s"] == pytest.approx(gate_record["extra_metrics"]["cpu_s"])
+    assert itself["tags"]["covers"].startswith("the gate stage (")
     with sqlite3.connect(project / "mlflow.db") as con:
         logged = con.execute("select value from metrics where key = 'carbon_budget_itself.energy_kwh'").fetchall()
     assert logged == [(pytest.approx(itself["energy_kwh"]),)]

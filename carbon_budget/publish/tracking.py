@@ -525,12 +525,26 @@ def record_itself(
 ) -> EmissionRecord | None:
     """The tool's own cost of publishing one execution, as a record (`layout.ITSELF_RECORD`, which the next gate
     counts) and as metrics on that execution's parent run. Charged at the rates the execution's own records were
-    charged (`charge_usage`); None when the snapshot holds no record to take them from."""
-    likes = [EmissionRecord.model_validate(e["record"]) for e in snapshot.get("entries", [])]
-    likes = [r for r in likes if r.hardware.cpu_count > 0]
+    charged (`charge_usage`); None when the snapshot holds no record to take them from.
+
+    The gate stage's own record is folded in: its process judges and hands over, so it is the tool's work, and it
+    is in no total of its own execution (the verdict is reached while it runs). Its CPU-seconds and GB-seconds
+    join the worker's, named apart in `extra_metrics.tool_stages_cpu_s`."""
+    entries = [EmissionRecord.model_validate(e["record"]) for e in snapshot.get("entries", [])]
+    likes = [r for r in entries if r.hardware.cpu_count > 0]
     if not likes:
         return None
-    reading = charge_usage(cpu_s, ram_gb_s, duration_s, likes[-1])
+    judged = set((snapshot.get("verdict") or {}).get("stages") or {})
+    tools = [r for r in entries if r.stage not in judged]
+    tools_cpu_s = sum(float(r.extra_metrics.get("cpu_s", 0.0)) for r in tools)
+    if tools:
+        covers = f"the {' and '.join(r.stage for r in tools)} stage ({tools_cpu_s:.2f} CPU-s), then {covers}"
+    reading = charge_usage(
+        cpu_s + tools_cpu_s,
+        ram_gb_s + sum(float(r.extra_metrics.get("ram_gb_s", 0.0)) for r in tools),
+        duration_s + sum(r.duration_s for r in tools),
+        likes[-1],
+    )
     began = datetime.fromtimestamp(datetime.now().timestamp() - duration_s, UTC)
     record = build_record(
         stage=layout.ITSELF,
@@ -542,13 +556,13 @@ def record_itself(
         outputs={},
         metrics_files=[],
         artifacts=[],
-        extra_metrics={},
+        extra_metrics={"tool_stages_cpu_s": tools_cpu_s} if tools else {},
         tags={"covers": covers, "execution_id": str(snapshot.get("execution_id", ""))},
     )
     save_record(Path(snapshot["work_dir"]) / layout.ITSELF_RECORD, record)
     if parent_id is not None:
         with contextlib.suppress(Exception):  # MLflow raises many types; the record above already holds the figures
-            figures = {"energy_kwh": record.energy_kwh, "co2_kg": record.co2_kg, "cpu_s": cpu_s}
+            figures = {"energy_kwh": record.energy_kwh, "co2_kg": record.co2_kg, "cpu_s": cpu_s + tools_cpu_s}
             metrics = {f"carbon_budget_itself.{key}": value for key, value in figures.items()}
             open_client(uri).log_batch(parent_id, metrics=_metric_batch(metrics, _ms(record.ended_at)))
     return record
