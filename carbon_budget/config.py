@@ -39,6 +39,9 @@ class ForecastParams(Section):
     min_window_s: PositiveFloat = 2.0
 
 
+DEFAULT_RAM_W_PER_GB = 0.392  # W per GB held: the Cloud Carbon Footprint methodology's memory coefficient
+
+
 class CarbonParams(Section):
     country_iso_code: str = "USA"
     pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
@@ -46,7 +49,7 @@ class CarbonParams(Section):
     intensity_g_per_kwh: PositiveFloat | None = None
     tracking_mode: Literal["process", "machine"] = "process"
     # RAM power per GB the stage holds (process mode): the Cloud Carbon Footprint methodology's memory coefficient
-    ram_w_per_gb: PositiveFloat = 0.392
+    ram_w_per_gb: PositiveFloat = DEFAULT_RAM_W_PER_GB
     # the CPU's real TDP in watts (all sockets), in place of codecarbon's table or fallback; its load x this figure
     # is then the CPU's power, sensor or not (codecarbon's `force_cpu_power`)
     cpu_tdp_w: PositiveFloat | None = None

@@ -61,6 +61,17 @@ def test_ram_energy_is_proportional_to_the_memory_held(tmp_path: Path, tool_env:
     ratio = big["ram_energy_kwh"] / small["ram_energy_kwh"]
     assert ratio > 5, ratio
     assert big["extra_metrics"]["ram_gb_s"] > 3 * 1.0  # 1 GB (1.07e9 bytes) for at least 3 s
+    # in proportion: what the big one pays beyond the small one is the 974 MiB more it held for its 3 s, not a
+    # constant (the same interpreter and start-up in both cancel out)
+    extra_gb_s = big["extra_metrics"]["ram_gb_s"] - small["extra_metrics"]["ram_gb_s"]
+    assert 0.8 < extra_gb_s / ((1024 - 50) * 1024 * 1024 / 1e9 * 3) < 1.3, extra_gb_s
+
+
+def test_the_ram_rate_names_where_it_came_from() -> None:
+    from carbon_budget.measure.memory import ram_source
+
+    assert "default 0.392 W/GB: Cloud Carbon Footprint" in ram_source(0.392)
+    assert ram_source(0.5) == "carbon.ram_w_per_gb = 0.5 W/GB, the project's own figure in params.yaml"
 
 
 def test_memory_meter_integrates_what_the_process_holds() -> None:

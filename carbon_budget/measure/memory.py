@@ -15,9 +15,20 @@ import time
 
 import psutil
 
+from carbon_budget.config import DEFAULT_RAM_W_PER_GB
+
 SAMPLE_EVERY_S = 0.5
 RAM_METHOD = "estimated:rss_x_w_per_gb"
-RAM_SOURCE = "carbon.ram_w_per_gb (default 0.392 W/GB: Cloud Carbon Footprint methodology, memory coefficient)"
+
+
+def ram_source(ram_w_per_gb: float) -> str:
+    """Where a record's W/GB came from: the published default, or the project's own figure."""
+    if ram_w_per_gb == DEFAULT_RAM_W_PER_GB:
+        return (
+            f"carbon.ram_w_per_gb (default {DEFAULT_RAM_W_PER_GB} W/GB:"
+            " Cloud Carbon Footprint methodology, memory coefficient)"
+        )
+    return f"carbon.ram_w_per_gb = {ram_w_per_gb:g} W/GB, the project's own figure in params.yaml"
 
 
 def tree_rss_gb(include_self: bool = True) -> float:

@@ -28,7 +28,7 @@ from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_
 from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
 from carbon_budget.layout import record_path, tracking_uri
 from carbon_budget.measure.energy import EnergyMeter, EnergyReading, Intensity
-from carbon_budget.measure.memory import RAM_SOURCE
+from carbon_budget.measure.memory import ram_source
 from carbon_budget.measure.quiet import forecasting
 from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
 
@@ -71,7 +71,7 @@ def build_record(
         extra_metrics = {**extra_metrics, "cpu_s": cpu_s}
     if ram_gb_s is not None:  # what the RAM figure was charged for, and at what rate from which source
         extra_metrics = {**extra_metrics, "ram_gb_s": ram_gb_s, "ram_w_per_gb": ram_w_per_gb}
-        tags = {**tags, "ram_w_per_gb_source": RAM_SOURCE}
+        tags = {**tags, "ram_w_per_gb_source": ram_source(ram_w_per_gb)}
     return EmissionRecord(
         record_id=uuid.uuid4().hex,
         stage=stage,
