@@ -121,9 +121,28 @@ def test_a_completed_record_whose_figures_do_not_hold_fails_closed(
 def test_a_record_naming_files_outside_the_project_is_invalid(tmp_path: Path, path: str) -> None:
     root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
     data = record("sort", 0.001).model_dump(mode="json")
-    (root / "metrics/emissions/sort.json").write_text(json.dumps({**data, "artifacts": [path]}))
-    verdict, _ = judge_file(root / "params.yaml", root)
-    assert any("invalid at artifacts.0" in f and "inside the project" in f for f in verdict.failures())
+    for key, value in (("artifacts", [path]), ("metrics_files", [path]), ("outputs", {path: "0" * 32})):
+        (root / "metrics/emissions/sort.json").write_text(json.dumps({**data, key: value}))
+        verdict, _ = judge_file(root / "params.yaml", root)
+        assert any(f"invalid at {key}." in f and "inside the project" in f for f in verdict.failures()), key
+
+
+def test_a_symlink_out_of_the_project_is_not_published(tmp_path: Path) -> None:
+    """A record's paths are relative, but a symlink committed beside it could point anywhere: CI publishing a
+    pull request's execution must not log ~/.ssh through it."""
+    from carbon_budget.publish.tracking import write_snapshot
+
+    outside = tmp_path / "secret.json"
+    outside.write_text('{"key": 42}')
+    root = tmp_path / "project"
+    (root / "metrics").mkdir(parents=True)
+    (root / "metrics/leak.json").symlink_to(outside)
+    (root / "metrics/own.json").write_text('{"accuracy": 0.9}')
+    listed = ["metrics/leak.json", "metrics/own.json"]
+    leaky = record("sort", 0.001).model_copy(update={"artifacts": listed, "metrics_files": listed})
+    folder = write_snapshot("e", {}, {"stages": {}}, [leaky], [], root, [], [])
+    entry = json.loads((folder / "snapshot.json").read_text())["entries"][0]
+    assert [Path(a).name for a in entry["artifacts"]] == ["own.json"] and entry["metrics"] == {"accuracy": 0.9}
 
 
 @pytest.mark.integration

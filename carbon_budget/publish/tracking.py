@@ -106,6 +106,12 @@ def _numbers(path: Path) -> dict[str, float]:
     return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def _within(work_dir: Path, listed: str) -> bool:
+    """True when a file a record lists really lies in the project: a record's paths are checked to be relative
+    and without `..`, but a symlink committed beside it could still point at ~/.ssh, and CI would log it."""
+    return (work_dir / listed).resolve().is_relative_to(work_dir.resolve())
+
+
 def write_snapshot(
     experiment: str,
     params: dict[str, Any],
@@ -124,10 +130,10 @@ def write_snapshot(
     # the tool's own line is shown on the parent run (the verdict's stages), not as a child run of this execution
     for record in (r for r in [*budgeted, *others] if r.stage != layout.ITSELF):
         metrics: dict[str, float] = {}
-        for metrics_file in record.metrics_files:
+        for metrics_file in (m for m in record.metrics_files if _within(work_dir, m)):
             metrics.update(_numbers(work_dir / metrics_file))
         copies = []
-        for artifact in (a for a in record.artifacts if (work_dir / a).is_file()):
+        for artifact in (a for a in record.artifacts if (work_dir / a).is_file() and _within(work_dir, a)):
             target = folder / "artifacts" / record.record_id / Path(artifact).name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work_dir / artifact, target)

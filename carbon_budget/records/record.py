@@ -131,7 +131,7 @@ class EmissionRecord(BaseModel):
     hardware: Hardware
     codecarbon_version: str
     params: dict[str, Any] = {}
-    outputs: dict[str, str] = {}
+    outputs: dict[ProjectPath, str] = {}
     metrics_files: list[ProjectPath] = []
     artifacts: list[ProjectPath] = []
     extra_metrics: dict[str, float] = {}
