@@ -111,12 +111,7 @@ def main() -> None:
                 parameters, device = count_parameters(model), torch_device.type
                 if stopped_by != "budget_forecast":  # a model stopped for its budget is not passed on as trained
                     save_model(layout.MODEL, model, config)
-            if forecaster.first is not None:
-                run.extra_metrics.update(
-                    forecast_energy_kwh=forecaster.first.energy_kwh,
-                    forecast_co2_kg=forecaster.first.co2_kg,
-                    forecast_after_epoch=forecaster.first.epoch,
-                )
+            run.extra_metrics.update(forecaster.figures())
             run.extra_metrics.update(epochs_run=len(history), training_budget_kwh=budget_kwh)
             run.tags.update(stopped_by=stopped_by, forecast_policy=params.forecast.on_overrun)
             write_outputs(run, history, stopped_by, parameters, device)

@@ -132,3 +132,28 @@ def test_a_forecasting_stage_keeps_background_work_waiting(tmp_path: Path, monke
     left = quiet._folder() / dead.stdout.strip()
     left.touch()
     assert not quiet.forecasts_running() and not left.exists()
+
+
+def test_the_highest_pair_of_forecasts_says_which_budgets_abort() -> None:
+    """`forecast_abort_above_kwh` replays the abort rule for any budget: a run aborts under a budget below it
+    (two forecasts in a row over) and never under one above it, on the same noisy series of readings."""
+    import random
+
+    def series(budget: float | None) -> Forecaster:
+        noise = random.Random(7)
+        clock = Clock()
+        forecaster = Forecaster(400, 1, budget_kwh=budget, intensity_g_per_kwh=100.0, min_window_s=1.0, clock=clock)
+        spent = 0.0
+        for epoch in range(1, 401):
+            clock.now += 0.05
+            spent += 0.001 * noise.uniform(0.5, 1.8)  # windows that read high and low
+            forecaster.observe(epoch, lambda spent=spent: spent)
+            if budget is not None and forecaster.overrun_confirmed():
+                break
+        return forecaster
+
+    figures = series(None).figures()
+    above = figures["forecast_abort_above_kwh"]
+    assert figures["forecast_energy_kwh"] > 0 and figures["forecast_after_epoch"] >= 1
+    assert series(above * 0.999).overrun_confirmed()
+    assert not series(above * 1.001).overrun_confirmed()

@@ -168,3 +168,24 @@ def test_a_long_temp_folder_still_gives_a_socket_path_a_worker_can_bind(
     path.unlink()
     monkeypatch.setattr(tempfile, "tempdir", "/tmp")
     assert worker.socket_path("sqlite:////some/store.db") == path
+
+
+def test_the_worker_warms_up_only_once_no_stage_forecasts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's import and the store wait while a training stage forecasts: done beside its early epochs they read
+    the first forecast high. The store is not even opened until the stage's marker is gone."""
+    import threading
+
+    from carbon_budget.measure import quiet
+    from carbon_budget.measure.stage import StageRun
+    from carbon_budget.publish import service
+
+    monkeypatch.setattr(quiet.tempfile, "gettempdir", lambda: str(tmp_path))
+    store = tmp_path / "mlflow.db"
+    served: list[object] = []
+    with StageRun("train", record_file=tmp_path / "train.json", forecasts=True):
+        warming = threading.Thread(target=lambda: served.append(service.jobs(f"sqlite:///{store}")), daemon=True)
+        warming.start()
+        time.sleep(2.0)
+        assert warming.is_alive() and not store.exists()
+    warming.join(timeout=120)
+    assert served and "publish" in served[0] and store.exists()  # type: ignore[operator]

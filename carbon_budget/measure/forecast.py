@@ -80,6 +80,7 @@ class Forecaster:
         self.first: Forecast | None = None
         self.previous: Forecast | None = None
         self.latest: Forecast | None = None
+        self.abort_above_kwh: float | None = None  # the highest pair of forecasts in a row (see `figures`)
 
     def warn_once(self) -> bool:
         """True the first time only, so a `warn` policy prints one warning, not one per epoch."""
@@ -108,7 +109,27 @@ class Forecaster:
         forecast = Forecast(epoch, spent_kwh, total, total * self._kg_per_kwh, self._budget)
         self.first = self.first or forecast
         self.previous, self.latest = self.latest, forecast
+        if self.previous is not None:
+            pair = min(self.previous.energy_kwh, forecast.energy_kwh)
+            self.abort_above_kwh = max(pair, self.abort_above_kwh or pair)
         return forecast
+
+    def figures(self) -> dict[str, float]:
+        """What a record keeps of the forecasts. The first one, whose error against the stage's actual energy is
+        the forecast's accuracy; and `forecast_abort_above_kwh`, the highest pair of forecasts in a row: an abort
+        needs two in a row over the budget, and forecasts do not depend on the budget, so this run would have
+        stopped under any training budget below that figure and run to its end under any above it. A false
+        positive (a budget above the actual cost that still aborts) can so be checked for any budget afterwards."""
+        found: dict[str, float] = {}
+        if self.first is not None:
+            found.update(
+                forecast_energy_kwh=self.first.energy_kwh,
+                forecast_co2_kg=self.first.co2_kg,
+                forecast_after_epoch=self.first.epoch,
+            )
+        if self.abort_above_kwh is not None:
+            found["forecast_abort_above_kwh"] = self.abort_above_kwh
+        return found
 
     def overrun_confirmed(self) -> bool:
         """Two forecasts in a row over budget. One window can be distorted by whatever else the machine did in

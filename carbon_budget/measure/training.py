@@ -179,11 +179,8 @@ class TrainingBudget:
         metrics: dict[str, float] = {"epochs_run": float(self.epochs_run)}
         if self.budget_kwh is not None:
             metrics["training_budget_kwh"] = self.budget_kwh
-        first = self._forecaster.first if self._forecaster else None
-        if first is not None:
-            metrics.update(
-                forecast_energy_kwh=first.energy_kwh, forecast_co2_kg=first.co2_kg, forecast_after_epoch=first.epoch
-            )
+        if self._forecaster is not None:
+            metrics.update(self._forecaster.figures())
         tags = {"stopped_by": self.stopped_by or "completed", "forecast_policy": self._forecast.on_overrun}
         return metrics, tags
 
