@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from carbon_budget.layout import ITSELF, ITSELF_RECORD
 from carbon_budget.records.lockfile import directory_md5
 from tests.conftest import edit_params, run
 
@@ -171,10 +172,17 @@ def test_failing_stage_still_writes_its_record(project: Path, tool_env: dict[str
 def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dict[str, str]) -> None:
     """The records' sum, metrics/gate.json, the MLflow parent run, the report and the model card's grams agree,
     each to the rounding it shows."""
-    run(["dvc", "repro"], project, {**tool_env, "CARBON_BUDGET_WORKER": "off"})  # published before it returns
+    in_process = {**tool_env, "CARBON_BUDGET_WORKER": "off"}  # published before `dvc repro` returns
+    run(["dvc", "repro"], project, in_process)
+    # a second execution's gate counts the tool's own line of the first, so it is in every total below
+    shown = run(["dvc", "repro", "--single-item", "--force", "gate"], project, in_process).stdout
     gate = json.loads((project / "metrics/gate.json").read_text())
-    records = {s: json.loads((project / f"metrics/emissions/{s}.json").read_text()) for s in gate["stages"]}
-    assert set(records) == set(PRODUCING)  # every stage that made the model; the gate's own record is apart
+    records = {
+        s: json.loads((project / (ITSELF_RECORD if s == ITSELF else f"metrics/emissions/{s}.json")).read_text())
+        for s in gate["stages"]
+    }
+    # every stage that made the model, and the tool's own line; the gate's own record is folded into the latter
+    assert set(records) == {*PRODUCING, ITSELF}
     for name, record in records.items():
         parts = record["cpu_energy_kwh"] + record["gpu_energy_kwh"] + record["ram_energy_kwh"]
         assert parts == pytest.approx(record["energy_kwh"], rel=1e-9), name
@@ -183,6 +191,9 @@ def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dic
     total = sum(r["energy_kwh"] for r in records.values())
     assert gate["energy_kwh"] == pytest.approx(total, rel=1e-12)
     assert gate["co2_kg"] == pytest.approx(sum(r["co2_kg"] for r in records.values()), rel=1e-12)
+    # the table shows the same total at its own rounding, and the tool's line apart
+    assert f"{total:.4g} kWh" in next(line for line in shown.splitlines() if "budget.energy_kwh" in line)
+    assert f"{ITSELF}: {records[ITSELF]['energy_kwh'] * 1000:.4g} Wh" in shown
 
     # SCI per training run: E is the gate's total, E x I its CO2, and M the embodied share over its time
     sci, inference, lifetime = gate["sci"]["training"], gate["sci"]["inference"], gate["lifetime"]
@@ -199,12 +210,11 @@ def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dic
     assert lifetime["co2_kg"] == pytest.approx(lifetime["training_co2_kg"] + lifetime["inference_co2_kg"])
 
     with sqlite3.connect(project / "mlflow.db") as con:
-        parent = dict(
-            con.execute(
-                "select m.key, m.value from metrics m where not exists (select 1 from tags t"
-                " where t.run_uuid = m.run_uuid and t.key = 'mlflow.parentRunId')"
-            ).fetchall()
-        )
+        (latest,) = con.execute(  # the second execution's parent run
+            "select run_uuid from runs r where not exists (select 1 from tags t where t.run_uuid = r.run_uuid"
+            " and t.key = 'mlflow.parentRunId') order by start_time desc limit 1"
+        ).fetchone()
+        parent = dict(con.execute("select key, value from metrics where run_uuid = ?", (latest,)).fetchall())
     assert parent["energy_kwh"] == pytest.approx(total, rel=1e-12)
     assert parent["sci.training.sci_g"] == pytest.approx(sci["sci_g"], rel=1e-12)
     assert parent["sci.inference.sci_g"] == pytest.approx(inference["sci_g"], rel=1e-12)
