@@ -189,3 +189,19 @@ def test_the_worker_warms_up_only_once_no_stage_forecasts(tmp_path: Path, monkey
         assert warming.is_alive() and not store.exists()
     warming.join(timeout=120)
     assert served and "publish" in served[0] and store.exists()  # type: ignore[operator]
+
+
+def test_a_worker_stopped_politely_takes_its_socket_away() -> None:
+    """SIGTERM (a shutdown, `kill`, a test's teardown) goes through the worker's clean-up: no socket file is left
+    in the temp folder (hundreds had piled up there)."""
+    import signal
+
+    uri = f"sqlite:////nonexistent/{uuid.uuid4().hex}.db"
+    process = start_worker(uri, owner=None)
+    try:
+        assert worker.socket_path(uri).exists()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+    assert not worker.socket_path(uri).exists()

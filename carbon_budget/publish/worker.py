@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -228,6 +229,10 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> bool:
     return True
 
 
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> None:
     """Listen first, warm up second (`warm_up` imports what the jobs need and returns them by name), then run jobs
     on request until idle."""
@@ -240,6 +245,9 @@ def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> Non
     except OSError:
         return  # another worker won the race for this store
     server.listen(16)
+    # stopped politely (a shutdown, `kill`, a test's teardown): leave through `finally`, so the socket goes too;
+    # Python's default ends at once, and every such stop left a socket file in the temp folder for good
+    signal.signal(signal.SIGTERM, _leave)
     with contextlib.suppress(OSError, AttributeError):
         # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
