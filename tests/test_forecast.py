@@ -157,3 +157,24 @@ def test_the_highest_pair_of_forecasts_says_which_budgets_abort() -> None:
     assert figures["forecast_energy_kwh"] > 0 and figures["forecast_after_epoch"] >= 1
     assert series(above * 0.999).overrun_confirmed()
     assert not series(above * 1.001).overrun_confirmed()
+
+
+def test_a_few_slow_seconds_do_not_abort_a_run_that_fits() -> None:
+    """Three slow seconds in the middle of a ten-second run (the host busy elsewhere) make the median forecast
+    overshoot many times in a row; the run fits its budget, and the floor the decision is made on lets it finish."""
+    clock = Clock()
+    actual = 0.001 * 700 + 0.003 * 300  # 700 epochs at the usual pace, 300 three times as dear
+    budget = actual * 1.05
+    forecaster = Forecaster(1000, 1, budget_kwh=budget, intensity_g_per_kwh=100.0, min_window_s=2.0, clock=clock)
+    spent, median_stops, previous_over, stopped = 0.0, False, False, False
+    for epoch in range(1, 1001):
+        clock.now += 0.01
+        spent += 0.003 if 4.0 < clock.now <= 7.0 else 0.001
+        forecast = forecaster.observe(epoch, lambda spent=spent: spent)
+        if forecast is not None:
+            over = forecast.energy_kwh > budget
+            median_stops, previous_over = median_stops or (over and previous_over), over
+            stopped = stopped or forecaster.overrun_confirmed()
+    assert spent == pytest.approx(actual)
+    assert median_stops  # deciding on the median would have stopped this run
+    assert not stopped and forecaster.abort_above_kwh is not None and forecaster.abort_above_kwh <= budget
