@@ -280,3 +280,30 @@ def test_the_gate_stages_own_cost_is_folded_into_the_tools_line(tmp_path: Path) 
     assert folded.extra_metrics["tool_stages_cpu_s"] == 0.5 and folded.extra_metrics["cpu_s"] == 2.5
     assert folded.tags["covers"].startswith("the gate stage (0.50 CPU-s), then w")
     assert json.loads((tmp_path / layout.ITSELF_RECORD).read_text())["energy_kwh"] == folded.energy_kwh
+
+
+def test_a_record_whose_files_in_a_directory_output_are_not_dvc_locks_fails(tmp_path: Path) -> None:
+    """dvc.lock hashes a directory output as one listing; the record's own md5s of the files inside it must make
+    that same listing, or the record paid for other files than DVC recorded."""
+    from carbon_budget.records.lockfile import directory_md5
+
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    (root / "out").mkdir()
+    (root / "out/a.txt").write_text("a")
+    (root / "out/b.txt").write_text("b")
+    record_file = root / "metrics/emissions/sort.json"
+    hashes = {f"out/{n}": file_md5(root / "out" / n) for n in ("a.txt", "b.txt")}
+    save_record(record_file, record("sort", 0.001).model_copy(update={"outputs": hashes}))
+    lock = (
+        "schema: '2.0'\nstages:\n  sort:\n    cmd: sort in.txt -o out\n    outs:\n"
+        f"    - path: out\n      md5: {directory_md5(root / 'out')}\n"
+        f"    - path: metrics/emissions/sort.json\n      md5: {file_md5(record_file)}\n"
+    )
+    (root / "dvc.lock").write_text(lock)
+    assert judge_file(root / "params.yaml", root)[0].passed
+    # the same files now, but the record (copied from another run) paid for another b.txt
+    other = {**hashes, "out/b.txt": "0" * 32}
+    save_record(record_file, record("sort", 0.001).model_copy(update={"outputs": other}))
+    (root / "dvc.lock").write_text(lock.replace(lock.split("md5: ")[-1].strip(), file_md5(record_file)))
+    failures = judge_file(root / "params.yaml", root)[0].failures()
+    assert any("its outputs in out/ are not the ones dvc.lock recorded" in f for f in failures)

@@ -142,8 +142,8 @@ class Lock:
 
     def disowned_outputs(self, stage: str, root: Path, record_file: Path, outputs: dict[str, str]) -> list[str]:
         """Why the record is not the one DVC recorded for `stage`'s last run: the record file, or a file it says it
-        paid for, has another md5 than dvc.lock's (a record copied from another run or commit, say). Files only: a
-        directory's hash is DVC's own listing format."""
+        paid for, has another md5 than dvc.lock's (a record copied from another run or commit, say). A directory
+        output is compared through the files the record hashed inside it, listed the way DVC hashes a directory."""
         locked = _outs(self.stages.get(stage))
         reasons = []
         record_md5 = locked.get(record_file.as_posix())
@@ -152,6 +152,13 @@ class Lock:
         for path, md5 in outputs.items():
             if path in locked and not locked[path].endswith(".dir") and locked[path] != md5:
                 reasons.append(f"its output {path} is not the one {LOCK_FILE} recorded for that run (md5 differs)")
+        for path, md5 in ((p, m) for p, m in locked.items() if m.endswith(".dir")):
+            inside = {o[len(path) + 1 :]: m for o, m in outputs.items() if o.startswith(path + "/")}
+            if inside and _listing_md5(inside) != md5:
+                reasons.append(
+                    f"its outputs in {path}/ are not the ones {LOCK_FILE} recorded for that run (the directory's"
+                    " hash differs)"
+                )
         return reasons
 
 
