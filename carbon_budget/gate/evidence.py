@@ -112,7 +112,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     budget = gate.budget
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
-    stale: dict[str, EmissionRecord] = {}
+    stale: dict[str, tuple[EmissionRecord, list[str]]] = {}
     try:
         lock: Lock | None = load_lock(root)
     except RecordError as exc:
@@ -129,7 +129,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
         reasons = _stale_reasons(record, params, root, lock)
         problems.extend(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)" for reason in reasons)
         if reasons:
-            stale[stage] = record
+            stale[stage] = (record, reasons)
         records[stage] = record
     model_required = budget.model_size_mb is not None or budget.min_accuracy is not None
     document = _metrics_with(root / layout.DEPLOY_METRICS, "deploy", problems, model_required)
@@ -153,10 +153,10 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
                 )
         elif model_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
-        for stage in (s for s, r in stale.items() if deploy_path in r.outputs):
+        for stage, (_, reasons) in ((s, v) for s, v in stale.items() if deploy_path in v[0].outputs):
             problems.append(
                 f"{deploy_path}: not known to be the model today's params, code and data deploy: {stage}, which"
-                f" wrote it, is stale (rerun `dvc repro {stage}`)"
+                f" wrote it, is stale ({'; '.join(reasons)}; rerun `dvc repro {stage}`)"
             )
     if isinstance(deployed, dict):
         accuracy = deployed.get("accuracy")  # the artifact's own, whatever model it came from
