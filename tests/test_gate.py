@@ -39,6 +39,15 @@ def foreign_project(root: Path, budget: str) -> Path:
     return root
 
 
+def sort_lock(out: str, out_md5: str, record_file: Path) -> str:
+    """The dvc.lock `dvc repro` leaves for the foreign project's sort stage: its output and its record, hashed."""
+    return (
+        f"schema: '2.0'\nstages:\n  sort:\n    cmd: sort in.txt -o {out}\n    outs:\n"
+        f"    - path: {out}\n      md5: {out_md5}\n"
+        f"    - path: metrics/emissions/sort.json\n      md5: {file_md5(record_file)}\n"
+    )
+
+
 def test_carbon_gate_is_preferred_to_a_stage_merely_named_gate(tmp_path: Path) -> None:
     assert budgeted_stages(foreign_project(tmp_path, "") / "dvc.yaml", {}) == ["sort"]
 
@@ -190,11 +199,7 @@ def test_a_record_from_another_run_is_not_the_one_dvc_lock_vouches_for(tmp_path:
     save_record(
         record_file, record("sort", 0.001).model_copy(update={"outputs": {"out.txt": file_md5(root / "out.txt")}})
     )
-    lock = (
-        "schema: '2.0'\nstages:\n  sort:\n    cmd: sort in.txt -o out.txt\n    outs:\n"
-        f"    - path: out.txt\n      md5: {file_md5(root / 'out.txt')}\n"
-        f"    - path: metrics/emissions/sort.json\n      md5: {file_md5(record_file)}\n"
-    )
+    lock = sort_lock("out.txt", file_md5(root / "out.txt"), record_file)
     (root / "dvc.lock").write_text(lock)
     assert judge_file(root / "params.yaml", root)[0].passed
     save_record(
@@ -294,11 +299,7 @@ def test_a_record_whose_files_in_a_directory_output_are_not_dvc_locks_fails(tmp_
     record_file = root / "metrics/emissions/sort.json"
     hashes = {f"out/{n}": file_md5(root / "out" / n) for n in ("a.txt", "b.txt")}
     save_record(record_file, record("sort", 0.001).model_copy(update={"outputs": hashes}))
-    lock = (
-        "schema: '2.0'\nstages:\n  sort:\n    cmd: sort in.txt -o out\n    outs:\n"
-        f"    - path: out\n      md5: {directory_md5(root / 'out')}\n"
-        f"    - path: metrics/emissions/sort.json\n      md5: {file_md5(record_file)}\n"
-    )
+    lock = sort_lock("out", str(directory_md5(root / "out")), record_file)
     (root / "dvc.lock").write_text(lock)
     assert judge_file(root / "params.yaml", root)[0].passed
     # the same files now, but the record (copied from another run) paid for another b.txt
