@@ -88,7 +88,7 @@ class Forecaster:
         self.first: Forecast | None = None
         self.previous: Forecast | None = None
         self.latest: Forecast | None = None
-        self.abort_above_kwh: float | None = None  # the highest pair of forecasts in a row (see `figures`)
+        self.abort_above_kwh: float | None = None  # the highest pair of forecast floors in a row (see `figures`)
 
     def warn_once(self) -> bool:
         """True the first time only, so a `warn` policy prints one warning, not one per epoch."""
