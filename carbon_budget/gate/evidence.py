@@ -112,7 +112,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     budget = gate.budget
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
-    stale: dict[str, tuple[EmissionRecord, list[str]]] = {}
+    stale: dict[str, list[str]] = {}  # stage -> why its record is stale
     try:
         lock: Lock | None = load_lock(root)
     except RecordError as exc:
@@ -129,7 +129,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
         reasons = _stale_reasons(record, params, root, lock)
         problems.extend(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)" for reason in reasons)
         if reasons:
-            stale[stage] = (record, reasons)
+            stale[stage] = reasons
         records[stage] = record
     model_required = budget.model_size_mb is not None or budget.min_accuracy is not None
     document = _metrics_with(root / layout.DEPLOY_METRICS, "deploy", problems, model_required)
@@ -153,7 +153,7 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
                 )
         elif model_required:
             problems.append(f"{deploy_path}: deployed model artifact is missing")
-        for stage, (_, reasons) in ((s, v) for s, v in stale.items() if deploy_path in v[0].outputs):
+        for stage, reasons in ((s, r) for s, r in stale.items() if deploy_path in records[s].outputs):
             problems.append(
                 f"{deploy_path}: not known to be the model today's params, code and data deploy: {stage}, which"
                 f" wrote it, is stale ({'; '.join(reasons)}; rerun `dvc repro {stage}`)"
