@@ -6,6 +6,7 @@ that a later stage could read as valid.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -63,12 +64,74 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def parse_yaml(text: str) -> Any:
-    """YAML through libyaml's C parser when PyYAML has it: ~10x faster than the pure-Python one, which was a
-    fifth of `carbon-budget gate`'s time."""
+# YAML 1.2's core schema, as DVC reads params.yaml, dvc.yaml and dvc.lock (ruamel.yaml): `1e-3` is a float,
+# `on`/`yes` are strings, `017` is seventeen. PyYAML alone reads YAML 1.1, where the first is a string and the
+# others a boolean and fifteen: a params value compared with dvc.lock would then never match. The patterns are
+# ruamel.yaml's own for version 1.2, so both parsers agree on every scalar (tests/test_yaml12.py holds them).
+_YAML12_RESOLVERS = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", tuple("tTfF")),
+    (
+        "tag:yaml.org,2002:float",
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        tuple("-+0123456789."),
+    ),
+    (
+        "tag:yaml.org,2002:int",
+        r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0o?[0-7_]+
+        |[-+]?[0-9_]+
+        |[-+]?0x[0-9a-fA-F_]+)$""",
+        tuple("-+0123456789"),
+    ),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", ("<",)),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ("~", "n", "N", "")),  # "": an empty value
+    (
+        "tag:yaml.org,2002:timestamp",
+        r"""^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+        |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?
+        (?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?
+        (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$""",
+        tuple("0123456789"),
+    ),
+)
+
+
+def _yaml12_int(loader: Any, node: Any) -> int:
+    """An int as YAML 1.2 reads it: `0o17` and `0x1f` by their prefix, a leading zero alone is still decimal."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-").lower()
+    for prefix, base in (("0b", 2), ("0o", 8), ("0x", 16)):
+        if digits.startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits)
+
+
+@functools.cache
+def _yaml12_loader() -> type:
+    """libyaml's C parser when PyYAML has it (~10x faster than the pure-Python one, which was a fifth of
+    `carbon-budget gate`'s time), with YAML 1.2's resolvers in place of 1.1's."""
+    import re
+
     import yaml
 
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = type("Yaml12Loader", (base,), {"yaml_implicit_resolvers": {}})
+    for tag, pattern, first in _YAML12_RESOLVERS:
+        loader.add_implicit_resolver(tag, re.compile(pattern, re.X), list(first))
+    loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+    return loader
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML read the way DVC reads it (YAML 1.2), so a value compared with dvc.lock means the same to both."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml12_loader())
 
 
 def cache_dir() -> Path:
