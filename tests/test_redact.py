@@ -25,6 +25,12 @@ from carbon_budget.publish.tracking import ui_url
         "mysql+pymysql://alice:se cret@h/db",  # and so is a space
         "https://alice:se@cret@mlflow.example.org",  # requests takes the user information up to the last @
         "postgresql://alice:secret%40x@db/mlflow",  # percent-encoded
+        "postgresql://alice:se?cret@127.0.0.1:9/mlflow",  # SQLAlchemy takes `?` and `#` raw in a password too
+        "postgresql://alice:se#cret@db:5432/mlflow?sslmode=require",
+        "mysql+pymysql://alice:se?c#t/ x&cret@h:3306/db",
+        "postgresql://alice:se?cret@/mlflow?host=/var/run/postgresql",  # no host: a unix socket
+        "postgresql://alice:se?cret@[::1]:5432/mlflow",
+        "https://alice:se?cret@mlflow.example.org/?owner=bob@example.org",  # an `@` after it cannot shorten the mask
     ],
 )
 def test_every_scheme_and_case_is_masked(uri: str) -> None:
@@ -77,3 +83,36 @@ def test_short_secrets_do_not_blank_the_message() -> None:
     """A one-letter password cannot be masked verbatim in text; it still goes from the URI itself."""
     assert redact("https://a:p@host.example.org") == "https://***@host.example.org"
     assert "compare" in redact("compare at https://a:p@host.example.org", "https://a:p@host.example.org")
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("postgresql://alice:Kx7?mR4nQ@127.0.0.1:9/mlflow", "postgresql://127.0.0.1:9/mlflow"),
+        ("postgresql://alice:Kx7#mR4nQ@db/mlflow?sslmode=require", "postgresql://db/mlflow?sslmode=require"),
+        ("https://mlflow.example.org/users/@me", "https://mlflow.example.org/users/@me"),  # no user information
+        ("https://mlflow.example.org/p?owner=bob@example.org", "https://mlflow.example.org/p?owner=bob@example.org"),
+    ],
+)
+def test_the_user_information_ends_at_the_last_at_a_host_follows(uri: str, shown: str) -> None:
+    """A `?` or `#` in a password does not end the user information; an `@` in a path or query after a host does
+    not start one (no parser takes a `/` in a user name)."""
+    assert without_credentials(uri) == shown
+    assert redact(f"MLflow at {uri}: refused") == f"MLflow at {redact(uri)}: refused"
+
+
+def test_secret_looking_variables_are_masked_wherever_their_values_appear(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As CI systems mask secrets: DVC's shell has expanded `$HF_TOKEN` in a command before anything sees it."""
+    monkeypatch.setenv("HF_TOKEN", "hf_Wm5PRIVATEq2")
+    monkeypatch.setenv("PGPASSWORD", "pg-pass-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws/secret+key")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/home/u/gcp.json")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # its name holds TOKEN, its value is an ordinary word
+    monkeypatch.setenv("MY_API_KEY", "abc")  # too short to mask verbatim without blanking ordinary text
+    text = "--token hf_Wm5PRIVATEq2 pg-pass-1 aws/secret+key (aws%2Fsecret%2Bkey) /home/u/gcp.json --shuffle false abc"
+    assert redact(text) == "--token *** *** *** (***) *** --shuffle false abc"
+
+
+def test_the_tracking_uri_in_the_environment_is_masked_in_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://alice:Kx7?mR4nQ@127.0.0.1:9/mlflow")
+    assert redact("train.py --password=Kx7?mR4nQ") == "train.py --password=***"

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from carbon_budget.publish.worker import URI_ENV
 from tests.conftest import BIN, edit_params, run
 
 pytestmark = pytest.mark.integration
@@ -116,14 +117,14 @@ class MlflowServer:
 
 
 def stop_workers(server: MlflowServer) -> None:
-    """Background workers publishing to the server (their command line names its address) idle out after
+    """Background workers publishing to the server (their environment names its address) idle out after
     minutes: stop them now so the next test starts from nothing."""
     import psutil
 
     address = f"127.0.0.1:{server.port}"
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "environ"]):
         cmdline = process.info["cmdline"] or []
-        if "carbon_budget.publish.service" in cmdline and any(address in part for part in cmdline):
+        if "carbon_budget.publish.service" in cmdline and address in (process.info["environ"] or {}).get(URI_ENV, ""):
             process.terminate()
 
 
@@ -188,20 +189,22 @@ def assert_complete_execution(parent: dict[str, Any], children: list[dict[str, A
 
 
 @contextlib.contextmanager
-def worker_command_lines() -> Iterator[list[list[str]]]:
-    """The command lines of every publishing worker seen while the block runs, sampled every 0.1 s: a worker
-    exits seconds after its job, so looking once at the end would find none and prove nothing."""
+def worker_command_lines() -> Iterator[list[tuple[list[str], str]]]:
+    """The command line of every publishing worker seen while the block runs, with the store it serves (from its
+    environment, never its command line), sampled every 0.1 s: a worker exits seconds after its job, so looking
+    once at the end would find none and prove nothing."""
     import psutil
 
-    seen: list[list[str]] = []
+    seen: list[tuple[list[str], str]] = []
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(0.1):
-            for process in psutil.process_iter(["cmdline"]):
+            for process in psutil.process_iter(["cmdline", "environ"]):
                 cmdline = process.info["cmdline"] or []
-                if "carbon_budget.publish.service" in cmdline and cmdline not in seen:
-                    seen.append(cmdline)
+                worker = (cmdline, (process.info["environ"] or {}).get(URI_ENV, ""))
+                if "carbon_budget.publish.service" in cmdline and worker not in seen:
+                    seen.append(worker)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -212,12 +215,14 @@ def worker_command_lines() -> Iterator[list[list[str]]]:
         watcher.join()
 
 
-def assert_secret_nowhere(server: MlflowServer, output: str, workers: list[list[str]], *roots: Path) -> None:
+def assert_secret_nowhere(
+    server: MlflowServer, output: str, workers: list[tuple[list[str], str]], *roots: Path
+) -> None:
     """Not in what was printed, nor in any file under `roots` (sqlite pages, logs, artifacts, git objects,
     the outbox), nor in the background workers' logs or command lines (which anyone on the machine can read)."""
     assert SECRET not in output
-    assert not [c for c in workers if SECRET in " ".join(c)]
-    assert [c for c in workers if any(f":{server.port}" in part for part in c)]  # a worker for this server was seen
+    assert not [c for c, _ in workers if SECRET in " ".join(c)]
+    assert [u for _, u in workers if f":{server.port}" in u]  # a worker for this server was seen
     logs = list(Path(tempfile.gettempdir()).glob(f"carbon-budget-{os.getuid()}-*.log"))
     files = [p for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     assert not [p for p in [*files, *logs] if SECRET.encode() in p.read_bytes()]

@@ -57,3 +57,43 @@ def test_unknown_command_is_a_message(tmp_path: Path, tool_env: dict[str, str]) 
     )
     assert result.returncode == 1 and "cannot run 'no-such-program-here'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_secrets_the_shell_expanded_stay_out_of_the_record_and_the_output(
+    tmp_path: Path, tool_env: dict[str, str]
+) -> None:
+    """DVC's shell expands `$HF_TOKEN` and `$MLFLOW_TRACKING_URI` before `track` sees the command, and the record is
+    committed and its tags published: secret variables' values are masked there, as CI systems mask them."""
+    token, password = "hf_Wm5PRIVATEq2", "Kx7?mR4nQ"  # SQLAlchemy takes a `?` in a password raw
+    uri = f"postgresql://alice:{password}@127.0.0.1:9/mlflow"
+    env = tool_env | {
+        "HF_TOKEN": token,
+        "MLFLOW_TRACKING_URI": uri,
+        "TOKENIZERS_PARALLELISM": "false",  # not a secret, though its name holds TOKEN: `false` stays readable
+        "CARBON_BUDGET_WORKER": "off",
+    }
+    out = tmp_path / "leak.json"
+    wrapped = ["python", "-c", "import sys", "--token", token, f"--tracking-uri={uri}", "--shuffle", "false"]
+    result = run(
+        [str(BIN / "carbon-budget"), "track", "--stage", "leak", "--output", str(out), "--", *wrapped], tmp_path, env
+    )
+    saved = out.read_text()
+    assert token not in saved and password not in saved and "alice" not in saved
+    assert token not in result.stdout + result.stderr and password not in result.stdout + result.stderr
+    assert json.loads(saved)["tags"]["command"] == (
+        "python -c 'import sys' --token '***' '--tracking-uri=postgresql://***@127.0.0.1:9/mlflow' --shuffle false"
+    )
+
+
+def test_a_secret_in_a_command_that_cannot_run_stays_out_of_the_message(
+    tmp_path: Path, tool_env: dict[str, str]
+) -> None:
+    token = "hf_Wm5PRIVATEq2"
+    result = run(
+        [str(BIN / "carbon-budget"), "track", "--stage", "x", "--", f"./no-such-program-{token}"],
+        tmp_path,
+        tool_env | {"HF_TOKEN": token, "CARBON_BUDGET_WORKER": "off"},
+        check=False,
+    )
+    assert result.returncode == 1 and "cannot run './no-such-program-***'" in result.stderr
+    assert token not in result.stderr

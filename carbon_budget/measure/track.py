@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from carbon_budget.errors import CarbonBudgetError, CommandFailed, ForecastOverrun, StageInterrupted
@@ -20,13 +21,25 @@ from carbon_budget.measure.training import METER_ENV, STAGE_ENV, MeterServer
 from carbon_budget.records.dvcyaml import running_stage_outputs
 
 
-def track(stage: str, command: tuple[str, ...], record_file: Path | None, params_file: Path) -> None:
+def track(
+    stage: str,
+    command: tuple[str, ...],
+    record_file: Path | None,
+    params_file: Path,
+    *,
+    mask: Callable[[str], str],
+) -> None:
     """Run `command` measured as `stage`; raises CommandFailed (with its exit code) when it exits non-zero, and
-    ForecastOverrun when its training loop stopped for its budget. SIGTERM/SIGINT are passed on to it."""
+    ForecastOverrun when its training loop stopped for its budget. SIGTERM/SIGINT are passed on to it.
+
+    The record is committed and its tags published, but DVC's shell has expanded `$HF_TOKEN` or
+    `$MLFLOW_TRACKING_URI` in the command before we see it: every text we keep of it goes through `mask` (the
+    publishing layer's redaction, which this layer cannot import), one argument at a time, before shell quoting
+    could split a secret holding a quote."""
     # under `dvc repro` the record names the outputs it paid for, so the gate can tell a stale one
     outputs = running_stage_outputs(exclude=record_file or record_path(stage))
     with StageRun(stage, outputs=outputs, record_file=record_file, params_file=params_file, wraps_command=True) as run:
-        run.tags["command"] = shlex.join(command)[:5000]
+        run.tags["command"] = shlex.join(mask(argument) for argument in command)[:5000]
         meter = MeterServer(run.energy_kwh, run.intensity_g_per_kwh)
         exit_code = 0
         try:
@@ -45,7 +58,7 @@ def track(stage: str, command: tuple[str, ...], record_file: Path | None, params
             run.extra_metrics["exit_code"] = float(exit_code)
         outcome = meter.outcome or {}
         run.extra_metrics.update(outcome.get("metrics", {}))
-        run.tags.update(outcome.get("tags", {}))
+        run.tags.update({name: mask(str(value)) for name, value in outcome.get("tags", {}).items()})
         if exit_code != 0 and run.tags.get("stopped_by") == "budget_forecast":
             raise ForecastOverrun(str(outcome.get("message") or f"{stage}: stopped for its energy budget"))
         if exit_code != 0:

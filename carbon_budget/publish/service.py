@@ -85,5 +85,7 @@ def jobs(uri: str) -> dict[str, Callable[..., Any]]:
 
 
 if __name__ == "__main__":
+    # the store comes from the environment only: a command line is readable by anyone on the machine, so the one
+    # `ensure_running` gives holds at most a local store's file, as a label
     served_uri = os.environ[worker.URI_ENV]
     worker.serve(served_uri, lambda: jobs(served_uri))

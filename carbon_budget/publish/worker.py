@@ -95,9 +95,12 @@ def ensure_running(uri: str) -> None:
     owner = dvc_identity()
     if owner is not None:
         env[OWNER_ENV] = owner
-    # the command line names the store for people reading `ps`, without credentials: anyone on the machine can
-    # read it, while the environment is the user's own
-    argv = [sys.executable, "-m", SERVICE_MODULE, redact(uri)]
+    # the URI travels in the environment (URI_ENV), the user's own, never on the command line: anyone on the machine
+    # can read that (`ps`), and no masking rule is sure to catch every password form a driver takes raw. The command
+    # line names only a local store's file, for people (and tests) telling workers apart
+    store = sqlite_path(uri)
+    label = [str(store).partition("?")[0]] if store is not None else []
+    argv = [sys.executable, "-m", SERVICE_MODULE, *label]
     _spawn_detached(argv, home, env, path.with_suffix(".log"))
 
 
@@ -114,7 +117,7 @@ def _spawn_detached(argv: list[str], cwd: Path, env: dict[str, str], log: Path) 
             if os.fork() == 0:
                 os.chdir(cwd)
                 null = os.open(os.devnull, os.O_RDONLY)
-                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the user's own, like its env
                 os.dup2(null, 0)
                 os.dup2(out, 1)
                 os.dup2(out, 2)
@@ -196,8 +199,9 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message} [cpu {cpu_s:.2f} s]", file=sys.stderr, flush=True)
 
 
-def _answer(connection: socket.socket, jobs: dict[str, Any]) -> bool:
-    """Run one request; True when it was a job (not a liveness probe)."""
+def _answer(connection: socket.socket, jobs: dict[str, Any], uri: str) -> bool:
+    """Run one request; True when it was a job (not a liveness probe). A failure's message is redacted with the
+    store's `uri`: MLflow's and the drivers' messages repeat it, and the reply is printed, the log kept."""
     from carbon_budget.errors import CarbonBudgetError
 
     connection.settimeout(30)
@@ -214,9 +218,9 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> bool:
             result, then = result.result, result.then
         answer: dict[str, Any] = {"ok": True, "result": result}
     except CarbonBudgetError as exc:
-        answer = {"ok": False, "error": str(exc)}
+        answer = {"ok": False, "error": redact(str(exc), uri)}
     except Exception as exc:  # a job's unexpected failure must not kill the worker: report it and carry on
-        answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        answer = {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}", uri)}
     _log(f"job {request.get('job')} {'ok' if answer['ok'] else 'failed'} in {time.monotonic() - started:.2f} s")
     with contextlib.suppress(OSError):
         connection.sendall(json.dumps(answer).encode() + b"\n")
@@ -225,7 +229,7 @@ def _answer(connection: socket.socket, jobs: dict[str, Any]) -> bool:
             then()
             _log(f"follow-up of {request.get('job')} done in {time.monotonic() - started:.2f} s")
         except Exception as exc:  # left for `carbon-budget sync`: the snapshot stays in the outbox
-            _log(f"follow-up of {request.get('job')} failed: {type(exc).__name__}: {exc}")
+            _log(redact(f"follow-up of {request.get('job')} failed: {type(exc).__name__}: {exc}", uri))
     return True
 
 
@@ -237,23 +241,25 @@ def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> Non
     """Listen first, warm up second (`warm_up` imports what the jobs need and returns them by name), then run jobs
     on request until idle."""
     path = socket_path(uri)
+    # stopped politely (a shutdown, `kill`, a test's teardown): leave through `finally`, so the socket goes too.
+    # Both are in place before the socket exists: a caller may stop us the moment it sees the socket, and a stop
+    # that came before the handler (Python's default ends at once) or before `try` (at idle priority, under load,
+    # the lines between bind and `try` can wait seconds for a core) left the socket file in the temp folder for good
+    signal.signal(signal.SIGTERM, _leave)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        if path.exists() and _connect(path, timeout=0.2) is None:
-            path.unlink()  # left by a worker that died
-        server.bind(str(path))
-    except OSError:
-        return  # another worker won the race for this store
-    server.listen(16)
-    # stopped politely (a shutdown, `kill`, a test's teardown): leave through `finally`, so the socket goes too;
-    # Python's default ends at once, and every such stop left a socket file in the temp folder for good
-    signal.signal(signal.SIGTERM, _leave)
-    with contextlib.suppress(OSError, AttributeError):
-        # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    with contextlib.suppress(OSError):
-        os.nice(19)
-    try:
+        try:
+            if path.exists() and _connect(path, timeout=0.2) is None:
+                path.unlink()  # left by a worker that died
+            server.bind(str(path))
+        except OSError:
+            return  # another worker won the race for this store
+        server.listen(16)
+        with contextlib.suppress(OSError, AttributeError):
+            # warm up on idle CPU only: never slow down (and so inflate the energy of) a running stage
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(OSError):
+            os.nice(19)
         started = time.monotonic()
         jobs = warm_up()
         store = _store_identity(uri)
@@ -275,10 +281,12 @@ def serve(uri: str, warm_up: Callable[[], dict[str, Callable[..., Any]]]) -> Non
             with connection:
                 if _store_identity(uri) != store:
                     return  # the store was deleted or replaced under us: callers fall back and publish themselves
-                if _answer(connection, jobs):
+                if _answer(connection, jobs, uri):
                     server.settimeout(AFTER_JOB_S)
                     idle_since, linger_s = time.monotonic(), AFTER_JOB_S
     finally:
+        bound = server.getsockname()  # empty unless our bind succeeded: another worker's socket is not ours to take
         server.close()
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if bound:
+            with contextlib.suppress(OSError):
+                path.unlink()
