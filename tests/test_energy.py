@@ -15,6 +15,7 @@ from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
 from carbon_budget.measure.energy import EnergyMeter, resolve_intensity, tree_cpu_seconds
+from carbon_budget.records.record import EmissionRecord
 
 PROBE = """
 import json, sys, time
@@ -145,11 +146,88 @@ def test_the_tools_own_usage_is_charged_at_its_executions_rates() -> None:
             "extra_metrics": {"ram_w_per_gb": 0.392},
         }
     )
-    reading = charge_usage(10.0, 5.0, 3.0, like)
+    reading = charge_usage(10.0, 5.0, 3.0, [like])
     assert reading.cpu_energy_kwh == pytest.approx(10 * 4 * 1.5 / 3.6e6)
     assert reading.ram_energy_kwh == pytest.approx(5 * 0.392 * 1.5 / 3.6e6)
     assert reading.energy_kwh == pytest.approx(reading.cpu_energy_kwh + reading.ram_energy_kwh)
     assert reading.co2_kg == pytest.approx(reading.energy_kwh * 0.4)
     assert reading.methods == {"cpu": "estimated:cpu_time_x_tdp", "gpu": "none", "ram": "estimated:rss_x_w_per_gb"}
     sensor = like.model_copy(update={"hardware": like.hardware.model_copy(update={"cpu_tdp_w": None})})
-    assert charge_usage(10.0, 5.0, 3.0, sensor).methods["cpu"] == "none"  # no rate is guessed
+    with pytest.raises(MeasurementError, match="cannot be charged"):  # no rate is guessed, and no silent zero
+        charge_usage(10.0, 5.0, 3.0, [sensor])
+    assert charge_usage(0.0, 5.0, 3.0, [sensor]).methods["cpu"] == "none"  # no CPU work: nothing to charge
+
+
+def test_every_reading_holds_the_stages_cpu_seconds_however_its_cpu_was_charged() -> None:
+    """In machine mode codecarbon's CPU figure stands, as a RAPL reading does: the CPU-seconds are still kept, the
+    work the tool's own line is charged against where no TDP exists."""
+    meter = EnergyMeter(CarbonParams(tracking_mode="machine"), "machine")
+    meter.start()
+    busy(0.3)
+    reading = meter.stop()
+    assert reading.methods["cpu"] != "estimated:cpu_time_x_tdp"  # not charged by its CPU-seconds
+    assert reading.cpu_s is not None and reading.cpu_s >= 0.3
+
+
+def rapl_record(stage: str, cpu_energy_kwh: float, cpu_s: float, mode: str) -> EmissionRecord:
+    """A stage record as a host where RAPL measures the CPU writes it: the CPU figure read from the sensor, so no
+    TDP went into it; RAM by the memory held in process mode, codecarbon's rule in machine mode."""
+    from tests.test_budgets import record
+
+    ram_energy_kwh, pue = 1e-6, 1.2
+    energy_kwh = cpu_energy_kwh + ram_energy_kwh
+    process = mode == "process"
+    return EmissionRecord.model_validate(
+        {
+            **record(stage, energy_kwh).model_dump(),
+            "energy_kwh": energy_kwh,
+            "cpu_energy_kwh": cpu_energy_kwh,
+            "ram_energy_kwh": ram_energy_kwh,
+            "co2_kg": energy_kwh * 0.4,
+            "pue": pue,
+            "tracking_mode": mode,
+            "methods": {
+                "cpu": "measured:rapl",
+                "gpu": "none",
+                "ram": "estimated:rss_x_w_per_gb" if process else "estimated:ram_rule",
+            },
+            "hardware": {
+                "cpu_model": "Intel(R) Xeon(R) Gold 6338",
+                "cpu_count": 64,
+                "gpu_model": "",
+                "gpu_count": 0,
+                "ram_total_gb": 256.0,
+                "cpu_tdp_w": None,
+                "cpu_tdp_source": "none: the CPU figure is read from a sensor (measured:rapl)",
+            },
+            "extra_metrics": {"cpu_s": cpu_s, **({"ram_gb_s": 2.0, "ram_w_per_gb": 0.392} if process else {})},
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", ["process", "machine"])
+def test_on_a_rapl_host_the_tools_own_line_is_charged_what_the_stages_measured(mode: str, tmp_path: Path) -> None:
+    """No TDP where RAPL measures the CPU: the tool's CPU-seconds are charged at the stages' measured CPU energy per
+    CPU-second, and the line says so. Without that, process mode charged its CPU nothing, and machine mode (no RAM
+    rate either) wrote a zero line every later gate refused."""
+    from carbon_budget import layout
+    from carbon_budget.publish.tracking import record_itself
+    from carbon_budget.records.record import load_record
+
+    train = rapl_record("train", 2e-5, 4.0, mode)
+    gate = rapl_record("gate", 1e-7, 0.5, mode)
+    snapshot = {
+        "work_dir": str(tmp_path),
+        "verdict": {"stages": {"train": {}}},
+        "entries": [{"record": r.model_dump(mode="json")} for r in (train, gate)],
+    }
+    itself = record_itself(snapshot, None, "", cpu_s=2.0, ram_gb_s=1.0, duration_s=3.0, covers="w")
+    assert itself is not None
+    watts = (2e-5 + 1e-7) / 1.2 * 3.6e6 / 4.5  # 2.01e-5 kWh before PUE over 4.5 CPU-s: 13.4 W a CPU-second
+    assert watts == pytest.approx(13.4)
+    assert itself.cpu_energy_kwh == pytest.approx((2.0 + 0.5) * watts * 1.2 / 3.6e6)
+    assert itself.methods.cpu == "estimated:cpu_time_x_stage_rate"
+    assert "measured:rapl" in itself.hardware.cpu_tdp_source and "train, gate" in itself.hardware.cpu_tdp_source
+    assert itself.hardware.cpu_tdp_w is None  # no TDP is claimed
+    saved = load_record(tmp_path / layout.ITSELF_RECORD)
+    assert saved.energy_kwh > 0 and not saved.doubts()  # a line the next gate can count

@@ -4,6 +4,7 @@ failing the gate by name, and the params edge."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from carbon_budget.errors import ParamsError
 from carbon_budget.gate.budgets import check
 from carbon_budget.gate.evidence import judge_file, verdict_document
 from carbon_budget.gate.footprint import Footprint, footprint
-from carbon_budget.records.record import EmissionRecord
+from carbon_budget.layout import ITSELF
+from carbon_budget.records.record import EmissionRecord, NodeEnergy, with_nodes
 from tests.test_budgets import record
 from tests.test_gate import foreign_project
 
@@ -36,7 +38,18 @@ def plain(records: dict[str, EmissionRecord]) -> dict[str, dict[str, Any]]:
     return {name: r.model_dump(mode="json") for name, r in records.items()}
 
 
-RECORDS = {"a": record("a", 0.001, duration_s=100.0), "b": record("b", 0.002, duration_s=200.0)}
+def timed(stage: str, energy_kwh: float, start_s: float, end_s: float) -> EmissionRecord:
+    """A record that ran from `start_s` to `end_s` seconds after midnight, 1 January 2026 (UTC)."""
+    midnight = datetime(2026, 1, 1, tzinfo=UTC)
+    started_at, ended_at = (
+        (midnight + timedelta(seconds=s)).isoformat(timespec="milliseconds") for s in (start_s, end_s)
+    )
+    update = {"started_at": started_at, "ended_at": ended_at, "duration_s": end_s - start_s}
+    return record(stage, energy_kwh).model_copy(update=update)
+
+
+# one stage after the other: 100 s, then 200 s
+RECORDS = {"a": timed("a", 0.001, 0, 100), "b": timed("b", 0.002, 100, 300)}
 
 
 def test_training_sci_by_hand() -> None:
@@ -95,6 +108,36 @@ def test_a_record_without_a_figure_gives_no_score_rather_than_a_partial_one() ->
     assert footprint(partial, INFERENCE, SciParams(), usage) == Footprint(
         inference=footprint({}, INFERENCE, SciParams(), None).inference, usage=usage
     )
+
+
+def test_the_time_term_is_the_wall_clock_the_machine_was_held() -> None:
+    """T is the union of the lines' intervals: the tool's own line, which runs beside the stages, adds only what
+    lies outside them, and a gap between executions (a cached stage's older record) counts nothing."""
+    itself = timed(ITSELF, 1e-5, -10, 290)  # its worker started 10 s before the first stage
+    cached = timed("c", 0.0005, -86_400, -86_350)  # a stage that last ran the day before, 50 s
+    score = footprint(plain({**RECORDS, ITSELF: itself, "c": cached}), None, SciParams(), None).training
+    assert score is not None
+    assert score.time_s == 10 + 300 + 50  # summed, the durations would say 100 + 200 + 300 + 50
+    assert score.as_dict()["embodied"]["time_reserved_s"] == 360
+    assert score.embodied_g == pytest.approx(1_000_000 * 360 / LIFE_S)
+
+
+def test_a_stage_on_several_machines_holds_each_of_them() -> None:
+    """Distributed training on 3 nodes holds 3 machines for its 100 s; the stage before it ran on node 0 alone."""
+    train = timed("train", 0.003, 100, 200)
+    node = {"hostname": "h", "processes": 1, "cpu_seconds": 1.0, "duration_s": 100.0, "methods": train.methods}
+    figures = {"energy_kwh": 0.001, "cpu_energy_kwh": 0.0005, "gpu_energy_kwh": 0.0, "ram_energy_kwh": 0.0005}
+    nodes = [NodeEnergy.model_validate({"node_rank": rank, "co2_kg": 4e-4, **node, **figures}) for rank in range(3)]
+    records = {"prepare": timed("prepare", 0.001, 0, 100), "train": with_nodes(train, nodes)}
+    score = footprint(plain(records), None, SciParams(), None).training
+    assert score is not None and score.time_s == 100 + 3 * 100
+
+
+def test_a_line_known_only_by_its_duration_counts_whole() -> None:
+    """A summary (a run rebuilt from MLflow history) cannot be placed in time: its duration is added."""
+    summary = {"energy_kwh": 0.001, "co2_kg": 0.0004, "duration_s": 42.0}
+    score = footprint({**plain(RECORDS), "h": summary}, None, SciParams(), None).training
+    assert score is not None and score.time_s == 300 + 42
 
 
 def test_no_measurement_no_score() -> None:

@@ -50,7 +50,11 @@ def test_the_task_follows_the_data_and_an_over_budget_card_says_why(tmp_path: Pa
 
 
 def test_the_card_shows_sci_term_by_term(tmp_path: Path) -> None:
-    records = {"train": record("train", 2e-5, duration_s=3.0), "evaluate": record("evaluate", 1e-5, duration_s=1.0)}
+    train = record("train", 2e-5, duration_s=3.0).model_copy(update={"ended_at": "2026-01-01T00:00:03+00:00"})
+    evaluate = record("evaluate", 1e-5, duration_s=1.0).model_copy(
+        update={"started_at": "2026-01-01T00:00:03+00:00", "ended_at": "2026-01-01T00:00:04+00:00"}
+    )
+    records = {"train": train, "evaluate": evaluate}  # one after the other: the machine held for 4 s
     inference = {"energy_per_1k_predictions_kwh": 2e-9, "co2_per_1k_predictions_g": 8e-7}
     inference |= {"measured_seconds": 2.0, "measured_predictions": 2_000_000, "intensity_source": "test grid"}
     measured = footprint({n: r.model_dump(mode="json") for n, r in records.items()}, inference, SciParams(), None)

@@ -6,7 +6,9 @@ SCI (the Green Software Foundation's specification, ISO/IEC 21031:2024) is a rat
 
 E is the energy the functional unit R cost, I the location-based grid intensity it was charged at, and M the
 share of the machine's embodied emissions the work took: M = TE x (T / EL) x RS, with TE the machine's embodied
-emissions, T the time the work held it, EL its expected life and RS the share of it the work reserved.
+emissions, T the time the work held it, EL its expected life and RS the share of it the work reserved. For a
+training run T is wall-clock, not a sum of durations: the union of its lines' intervals on each machine a stage ran
+on (`reserved_s`), so the tool's own line, which runs beside the stages, is never counted on top of them.
 
 Two functional units: one training run (every stage the gate accounts for, the tool's own line included, so E is
 the gate's total) and 1,000 predictions of the deployed model (E, I and T from export's measurement under the
@@ -17,8 +19,9 @@ export stage's model card and the report alike, so every place shows the same fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbon_budget.config import PredictionUsage, SciParams
@@ -48,7 +51,7 @@ class Sci:
     functional_unit_source: str  # what one unit declares
     energy_kwh: float  # E, per functional unit
     intensity_g_per_kwh: float  # I
-    time_s: float  # T: how long the functional unit held the machine
+    time_s: float  # T: how long the functional unit held the machine, in machine-seconds
     sci: SciParams  # TE, EL and RS
     energy_source: str
     intensity_source: str
@@ -108,10 +111,62 @@ def _summed(records: Mapping[str, Mapping[str, Any]], key: str) -> float | None:
     return sum(numbers) if values and len(numbers) == len(values) else None  # summed as the gate sums
 
 
+def _interval(record: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+    """A line's [start, end]; None for a line not placed in time (no timestamps, unreadable ones, or no zone)."""
+    started_at, ended_at = record.get("started_at"), record.get("ended_at")
+    if not isinstance(started_at, str) or not isinstance(ended_at, str):
+        return None
+    try:
+        start, end = datetime.fromisoformat(started_at), datetime.fromisoformat(ended_at)
+    except ValueError:
+        return None
+    return (start, end) if start.tzinfo and end.tzinfo and start <= end else None
+
+
+def _union_s(intervals: Iterable[tuple[datetime, datetime]]) -> float:
+    """The length of the union of intervals: time covered twice counts once, a gap between them not at all. Kept
+    in whole microseconds until the end, so lines that do not overlap add up to exactly their durations' sum."""
+    covered, reach = timedelta(0), datetime.min.replace(tzinfo=UTC)
+    for start, end in sorted(intervals):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered.total_seconds()
+
+
+def _machines(record: Mapping[str, Any]) -> list[int]:
+    """The machines a line held, by node rank: node 0 is the machine every line runs on; a stage that ran on
+    several (distributed training) names each in `nodes`."""
+    nodes = record.get("nodes")
+    ranks = {n.get("node_rank") for n in nodes if isinstance(n, Mapping)} if isinstance(nodes, list) else set()
+    return sorted({rank for rank in ranks if isinstance(rank, int)} | {0})
+
+
+def reserved_s(records: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """SCI's T for a training run: machine-seconds the lines held, the union of their intervals on each machine.
+
+    Consecutive stages add up, and the tool's own line, which runs beside them, adds only what lies outside them.
+    A multi-node stage holds each of its machines for its interval (node 0 waited for them all). A line known only
+    by its duration (rebuilt from MLflow history, or a summary line) cannot be placed in time and counts whole, on
+    each of its machines. None when a line has neither."""
+    held: dict[int, list[tuple[datetime, datetime]]] = {}
+    unplaced_s = 0.0
+    for record in records.values():
+        interval, machines = _interval(record), _machines(record)
+        if interval is not None:
+            for rank in machines:
+                held.setdefault(rank, []).append(interval)
+        elif isinstance(duration_s := record.get("duration_s"), int | float):
+            unplaced_s += float(duration_s) * len(machines)
+        else:
+            return None
+    return sum(_union_s(intervals) for intervals in held.values()) + unplaced_s
+
+
 def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sci | None:
     """SCI per training run over the records (as plain data); None without records or a figure it needs."""
     energy_kwh, co2_kg = _summed(records, "energy_kwh"), _summed(records, "co2_kg")
-    time_s = _summed(records, "duration_s")
+    time_s = reserved_s(records)
     if energy_kwh is None or co2_kg is None or time_s is None:
         return None
     co2_g = co2_kg * 1000

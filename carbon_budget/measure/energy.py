@@ -15,7 +15,9 @@ instead of in every stage process:
   by side could each be charged the whole machine. When the CPU figure is an estimate from load x TDP, we
   charge the stage's own process tree its CPU-seconds x (TDP / cores) instead, from the kernel's own
   accounting (getrusage for finished children, psutil for live ones), and label it
-  `estimated:cpu_time_x_tdp`. RAM and GPU figures, and every measured (RAPL) figure, stay codecarbon's.
+  `estimated:cpu_time_x_tdp`. RAM and GPU figures, and every measured (RAPL) figure, stay codecarbon's. The
+  CPU-seconds are in every reading, however the CPU figure was got: work no meter watched (the tool's own) is
+  charged by them at the rate the stages' CPU figures came to (`charge_usage`).
 
 PUE is applied by codecarbon to every component. codecarbon swallows its own exceptions and then returns
 no data; that is raised here as MeasurementError, never reported as zero.
@@ -37,6 +39,8 @@ import math
 import os
 import socket
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -92,7 +96,7 @@ class EnergyReading:
     codecarbon_version: str
     ram_gb_s: float | None = None  # GB-seconds of resident memory, when RAM is charged by what the stage held
     ram_w_per_gb: float | None = None  # the rate those GB-seconds were charged at
-    cpu_s: float | None = None  # CPU-seconds of the stage's process tree, when its CPU is charged by them
+    cpu_s: float | None = None  # CPU-seconds of the stage's process tree (in a final reading, always)
 
 
 def resolve_intensity(carbon: CarbonParams) -> Intensity:
@@ -311,6 +315,24 @@ def tree_cpu_seconds() -> float:
     return total
 
 
+def process_started_at() -> float:
+    """When this process started, in epoch seconds, exact to a clock tick (10 ms) on Linux.
+
+    The kernel keeps a process's start as clock ticks since boot (/proc/self/stat, field 22), on the clock
+    CLOCK_BOOTTIME reads. The boot moment is now minus that clock, both read back to back: exact to microseconds,
+    where /proc/uptime carries 10 ms and /proc/stat's `btime` a whole second. psutil adds the ticks to `btime`, so
+    its start reads up to a second early and a stage seemed to begin before the previous one ended. Off Linux,
+    psutil's figure is all there is."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        booted_at = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        return booted_at + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc, or no CLOCK_BOOTTIME: not Linux
+        import psutil
+
+        return float(psutil.Process().create_time())
+
+
 J_PER_KWH = 3.6e6  # a kWh in joules (watt-seconds)
 
 
@@ -320,15 +342,58 @@ def charged_kwh(amount: float, watts_per_unit: float, pue: float) -> float:
     return amount * watts_per_unit * pue / J_PER_KWH
 
 
-def charge_usage(cpu_s: float, ram_gb_s: float, duration_s: float, like: EmissionRecord) -> EnergyReading:
-    """Energy for work no tracker watched (the background worker's own CPU-seconds and GB-seconds), charged at
-    the rates `like`, a record of the same execution on the same machine, was charged: its TDP per thread, its
-    RAM watts per GB, its PUE and intensity. A rate `like` does not hold is not guessed: that part is 0, `none`."""
+@dataclass(frozen=True)
+class _CpuRate:
+    """Watts per busy CPU-second (joules per CPU-second, before PUE), the method it is charged under, and where
+    the figure came from."""
+
+    watts: float
+    method: str
+    source: str
+
+
+def _cpu_rate(likes: Sequence[EmissionRecord]) -> _CpuRate | None:
+    """The rate the execution's records (`likes`, the latest last) charged a CPU-second at: the latest's TDP per
+    thread where its CPU figure was an estimate against a TDP; else, where a sensor (RAPL) measured it, what the
+    records' CPU figures came to per CPU-second of their own work. None where no record holds either."""
+    like = likes[-1]
     tdp, threads = like.hardware.cpu_tdp_w, like.hardware.cpu_count
+    if tdp and threads > 0:
+        return _CpuRate(tdp / threads, "estimated:cpu_time_x_tdp", like.hardware.cpu_tdp_source)
+    worked = [r for r in likes if r.extra_metrics.get("cpu_s", 0.0) > 0]
+    cpu_s = math.fsum(r.extra_metrics["cpu_s"] for r in worked)
+    if not cpu_s:
+        return None
+    watts = math.fsum(r.cpu_energy_kwh / r.pue for r in worked) * J_PER_KWH / cpu_s
+    methods = ", ".join(sorted({r.methods.cpu for r in worked}))
+    return _CpuRate(
+        watts,
+        "estimated:cpu_time_x_stage_rate",
+        f"no TDP ({methods}): {watts:.4g} W per CPU-second, the CPU energy of"
+        f" {', '.join(r.stage for r in worked)} over their own CPU-seconds",
+    )
+
+
+def charge_usage(cpu_s: float, ram_gb_s: float, duration_s: float, likes: Sequence[EmissionRecord]) -> EnergyReading:
+    """Energy for work no tracker watched (the background worker's own CPU-seconds and GB-seconds), charged at
+    the rates `likes`, records of the same execution on the same machine (the latest last), were charged: their
+    CPU rate (`_cpu_rate`: a TDP per thread, or what a sensor measured per CPU-second), the latest's RAM watts per
+    GB, PUE and intensity. A rate they do not hold is not guessed: RAM without one is 0, `none`, and CPU-seconds
+    without one are a MeasurementError, never a silent zero."""
+    like = likes[-1]
+    rate = _cpu_rate(likes)
+    if rate is None and cpu_s > 0:
+        raise MeasurementError(
+            f"{cpu_s:.3g} CPU-seconds cannot be charged: no record of {', '.join(r.stage for r in likes)} names a"
+            " TDP or its own CPU-seconds (records from before CPU-seconds were kept: rerun `dvc repro`)"
+        )
     ram_w_per_gb = like.extra_metrics.get("ram_w_per_gb")
-    cpu_kwh = charged_kwh(cpu_s, tdp / threads, like.pue) if tdp and threads > 0 else 0.0
+    cpu_kwh = charged_kwh(cpu_s, rate.watts, like.pue) if rate else 0.0
     ram_kwh = charged_kwh(ram_gb_s, ram_w_per_gb, like.pue) if ram_w_per_gb else 0.0
     energy_kwh = cpu_kwh + ram_kwh
+    hardware = like.hardware.model_dump()
+    if rate is not None:
+        hardware["cpu_tdp_source"] = rate.source
     return EnergyReading(
         duration_s=duration_s,
         energy_kwh=energy_kwh,
@@ -342,11 +407,11 @@ def charge_usage(cpu_s: float, ram_gb_s: float, duration_s: float, like: Emissio
         pue=like.pue,
         tracking_mode="process",
         methods={
-            "cpu": "estimated:cpu_time_x_tdp" if tdp and threads > 0 else "none",
+            "cpu": rate.method if rate else "none",
             "gpu": "none",
             "ram": RAM_METHOD if ram_w_per_gb else "none",
         },
-        hardware=like.hardware.model_dump(),
+        hardware=hardware,
         codecarbon_version=like.codecarbon_version,
         ram_gb_s=ram_gb_s if ram_w_per_gb else None,
         ram_w_per_gb=ram_w_per_gb,
@@ -376,8 +441,6 @@ class EnergyMeter:
         process's start, and its memory as a ramp from nothing to what is held when the meter starts. A sensor
         (RAPL, NVML) cannot read the past: with one, that span is charged by the estimate only where the CPU figure
         is one."""
-        import time
-
         from_process_start = process_started_at is not None
         self._before_s = max(0.0, time.time() - process_started_at) if process_started_at is not None else 0.0
         # codecarbon logs at INFO during init, before its log_level argument applies; only this variable works.
@@ -419,8 +482,12 @@ class EnergyMeter:
         watts_per_core = _cpu_load_watts_per_core(tracker) if self._carbon.tracking_mode == "process" else None
         if watts_per_core is None:
             return None
-        cpu_seconds = tree_cpu_seconds() - self._cpu_seconds_at_start
+        cpu_seconds = self._cpu_seconds()
         return charged_kwh(cpu_seconds, watts_per_core, self._carbon.pue), cpu_seconds
+
+    def _cpu_seconds(self) -> float:
+        """The stage's own CPU-seconds so far: its process tree's, from the process's start or the meter's."""
+        return tree_cpu_seconds() - self._cpu_seconds_at_start
 
     def _ram_kwh(self, gb_seconds: float) -> float:
         return charged_kwh(gb_seconds, self._carbon.ram_w_per_gb, self._carbon.pue)
@@ -500,6 +567,8 @@ class EnergyMeter:
         with self._lock:
             tracker, self._tracker = self._tracker, None
         own_cpu = self._own_cpu(tracker)
+        # the stage's CPU-seconds, whatever its CPU figure: the work a sensor's figure paid for too
+        cpu_s = own_cpu[1] if own_cpu is not None else self._cpu_seconds()
         ram_gb_s = self._memory.stop() if self._memory else None
         tracker.stop()
         data = getattr(tracker, "final_emissions_data", None)
@@ -528,5 +597,4 @@ class EnergyMeter:
         if hardware["gpu_count"]:  # NVML's energy counter is the device's: codecarbon has no per-process figure
             hardware["gpu_scope"] = "whole device: every process on the GPU, not this stage alone"
         parts = {"cpu": cpu_kwh, "gpu": float(data.gpu_energy), "ram": ram_kwh}
-        cpu_s = own_cpu[1] if own_cpu is not None else None
         return self._reading(self._before_s + float(data.duration), parts, methods, hardware, ram_gb_s, cpu_s)

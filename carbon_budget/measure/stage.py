@@ -17,26 +17,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-import psutil
-
 from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_params_file, section_value
 from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
 from carbon_budget.layout import record_path, tracking_uri
-from carbon_budget.measure.energy import EnergyMeter, EnergyReading, Intensity
+from carbon_budget.measure.energy import EnergyMeter, EnergyReading, Intensity, process_started_at
 from carbon_budget.measure.memory import ram_source
 from carbon_budget.measure.quiet import forecasting
-from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record
+from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record, span_s, timestamp
 
 CHECKPOINT_EVERY_S = 5.0
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def hash_outputs(paths: Iterable[Path]) -> dict[str, str]:
@@ -63,11 +56,15 @@ def build_record(
     extra_metrics: dict[str, float],
     tags: dict[str, str],
 ) -> EmissionRecord:
-    """Assemble a record from a reading and what the stage produced."""
+    """Assemble a record from a reading and what the stage produced, ending now. Its duration is its timestamps'
+    span, not the meter's: the meter starts after the interpreter, the imports and codecarbon's hardware probe,
+    which are the stage's time too."""
     figures = dataclasses.asdict(reading)
+    del figures["duration_s"]
+    ended_at = timestamp(time.time())
     ram_gb_s, ram_w_per_gb = figures.pop("ram_gb_s"), figures.pop("ram_w_per_gb")
     cpu_s = figures.pop("cpu_s")
-    if cpu_s is not None:  # the work the CPU figure was charged for: comparable across machines
+    if cpu_s is not None:  # the stage's own CPU work, however its CPU figure was got: comparable across machines
         extra_metrics = {**extra_metrics, "cpu_s": cpu_s}
     if ram_gb_s is not None:  # what the RAM figure was charged for, and at what rate from which source
         extra_metrics = {**extra_metrics, "ram_gb_s": ram_gb_s, "ram_w_per_gb": ram_w_per_gb}
@@ -78,7 +75,8 @@ def build_record(
         status=status,  # type: ignore[arg-type]
         error=error,
         started_at=started_at,
-        ended_at=_now(),
+        ended_at=ended_at,
+        duration_s=span_s(started_at, ended_at),
         **{**figures, "methods": Methods(**reading.methods), "hardware": Hardware(**reading.hardware)},
         params=params,
         outputs=outputs,
@@ -171,10 +169,9 @@ class StageRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         self._entered = time.time()
-        process_start = psutil.Process().create_time()
+        process_start = process_started_at()
         self.extra_metrics["startup_s"] = self._entered - process_start  # interpreter and imports
-        begun = process_start if self._from_process_start else self._entered
-        self._started_at = datetime.fromtimestamp(begun, UTC).isoformat(timespec="milliseconds")
+        self._started_at = timestamp(process_start if self._from_process_start else self._entered)
         self.tags["charged_from"] = "process start" if self._from_process_start else "meter start"
         self._meter.start(process_start if self._from_process_start else None)
         self.extra_metrics["tracker_start_s"] = time.time() - self._entered

@@ -16,10 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from carbon_budget.files import read_json
-from carbon_budget.measure.energy import tree_cpu_seconds
+from carbon_budget.measure.energy import process_started_at, tree_cpu_seconds
 from carbon_budget.measure.memory import MemoryMeter
 from carbon_budget.measure.quiet import wait_for_quiet
 from carbon_budget.publish import tracking, worker
@@ -32,7 +30,7 @@ class _Spent:
     imports included), memory as GB-seconds from a meter started at once."""
 
     def __init__(self) -> None:
-        self._since = psutil.Process().create_time()
+        self._since = process_started_at()  # exact to a clock tick: psutil's is up to a second early
         self._memory = MemoryMeter()
         self._memory.start(ramp_s=time.time() - self._since)
         self._cpu_s = self._gb_s = 0.0

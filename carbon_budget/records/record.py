@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -231,6 +232,17 @@ def with_nodes(record: EmissionRecord, nodes: list[NodeEnergy]) -> EmissionRecor
             **{name: math.fsum(getattr(n, name) for n in ordered) for name in SUMMED_OVER_NODES},
         }
     )
+
+
+def timestamp(epoch_s: float) -> str:
+    """A record's timestamp: UTC, to the millisecond."""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
+
+
+def span_s(started_at: str, ended_at: str) -> float:
+    """Seconds from one record timestamp to another. A record's `duration_s` is exactly its timestamps' span (to the
+    millisecond they carry), so that records line up in time and SCI can take the union of their intervals."""
+    return max(0.0, (datetime.fromisoformat(ended_at) - datetime.fromisoformat(started_at)).total_seconds())
 
 
 def file_md5(path: Path) -> str:
