@@ -85,6 +85,8 @@ class BudgetParams(Section):
     model_size_mb: PositiveFloat | None = None
     min_accuracy: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     stages: dict[str, StageBudget] = {}
+    # stages that owe the gate no emission record, each with the reason: in params, so an exemption shows in review
+    exempt: dict[str, Annotated[str, Field(min_length=1)]] = {}
     # the deployed model's measured cost per 1,000 predictions (export's `deploy.inference`)
     inference_wh_per_1k: PositiveFloat | None = None
     inference_co2_g_per_1k: PositiveFloat | None = None

@@ -112,7 +112,7 @@ def _yaml12_int(loader: Any, node: Any) -> int:
 
 
 @functools.cache
-def _yaml12_loader() -> type:
+def _yaml12_loader() -> Any:
     """libyaml's C parser when PyYAML has it (~10x faster than the pure-Python one, which was a fifth of
     `carbon-budget gate`'s time), with YAML 1.2's resolvers in place of 1.1's."""
     import re
@@ -120,7 +120,7 @@ def _yaml12_loader() -> type:
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = type("Yaml12Loader", (base,), {"yaml_implicit_resolvers": {}})
+    loader: Any = type("Yaml12Loader", (base,), {"yaml_implicit_resolvers": {}})
     for tag, pattern, first in _YAML12_RESOLVERS:
         loader.add_implicit_resolver(tag, re.compile(pattern, re.X), list(first))
     loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)

@@ -12,6 +12,12 @@ from pathlib import Path
 
 RECORDS_DIR = Path("metrics/emissions")
 GATE_METRICS = Path("metrics/gate.json")
+# Every stage DVC makes of dvc.yaml, written on every `dvc repro` by the `carbon_stages` stage (always changed,
+# a fraction of a second): the gate depends on it, so a stage added or removed reruns the gate. DVC refuses
+# dvc.yaml itself as a dependency.
+STAGES_STAGE = "carbon_stages"
+STAGES_LIST = Path("metrics/stages.json")
+STAGES_COMMAND = f"carbon-budget stages --output {STAGES_LIST.as_posix()}"
 # What a project ships, as its export step states it: `deploy.path`, `deploy.md5`, `deploy.accuracy` (the
 # artifact's own test accuracy), `deploy.parameters`, and `model`; read by the gate for `budget.model_size_mb` and
 # `min_accuracy`, and checked against the file (md5) so a swapped artifact cannot pass.
@@ -25,6 +31,8 @@ OUTBOX_DIR = STATE_DIR / "outbox"
 # latest execution it published on this machine, as a record; the next gate counts it (docs/records.md)
 ITSELF = "carbon-budget itself"
 ITSELF_RECORD = STATE_DIR / "itself.json"
+# the own-cost record the last deciding gate counted (`null` when none), which every later reading counts too
+ITSELF_COUNTED = STATE_DIR / "itself-counted.json"
 
 
 def record_path(stage: str) -> Path:

@@ -33,7 +33,7 @@ def main() -> None:
         outputs=OUTPUTS,
         metrics_files=[layout.GATE_METRICS],
     ) as run:
-        verdict, evidence = judge(params.gate(), raw, work_dir)
+        verdict, evidence = judge(params.gate(), raw, work_dir, deciding=True)
         document = verdict_document(verdict, evidence)
         write_json(layout.GATE_METRICS, document)
         per_stage, efficiency = plot_rows(document)

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from carbon_budget.gate.evidence import budgeted_stages, judge_file
-from carbon_budget.records.dvcyaml import generated_recorded_stages, upstream_stages
+from carbon_budget.gate.accounting import account, budgeted_stages
+from carbon_budget.gate.evidence import judge_file
+from carbon_budget.records.dvcyaml import upstream_stages
 from carbon_budget.records.record import Methods, file_md5, save_record
-from tests.conftest import BIN
+from tests.conftest import BIN, run
 from tests.test_budgets import record
 
 FOREIGN_DVC = """\
@@ -32,6 +34,8 @@ stages:
 
 def foreign_project(root: Path, budget: str) -> Path:
     (root / "dvc.yaml").write_text(FOREIGN_DVC)
+    if budget:  # their own `gate` stage is measured by nothing: exempt by name, or the gate fails closed on it
+        budget = budget.replace("budget:\n", "budget:\n  exempt: {gate: their own check}\n", 1)
     (root / "params.yaml").write_text(f"train:\n  lr: fast   # the project's own keys are not ours to judge\n{budget}")
     save_record(root / "metrics/emissions/sort.json", record("sort", 0.001))
     # what `dvc repro` leaves: the gate refuses records that no dvc.lock ties to code (tests/test_bad_input.py)
@@ -49,7 +53,7 @@ def sort_lock(out: str, out_md5: str, record_file: Path) -> str:
 
 
 def test_carbon_gate_is_preferred_to_a_stage_merely_named_gate(tmp_path: Path) -> None:
-    assert budgeted_stages(foreign_project(tmp_path, "") / "dvc.yaml", {}) == ["sort"]
+    assert budgeted_stages(foreign_project(tmp_path, "")) == ["sort"]
 
 
 def test_no_model_no_model_checks(tmp_path: Path) -> None:
@@ -81,19 +85,64 @@ def test_over_budget_names_the_key(tmp_path: Path) -> None:
     assert verdict.failures() == ["energy (total): 0.001 kWh > budget 0.0001 kWh (params.yaml budget.energy_kwh)"]
 
 
-def test_foreach_stages_that_write_records_are_owed_by_params() -> None:
+def test_foreach_stages_that_write_records_are_owed_by_params(tmp_path: Path) -> None:
     stages = {
-        "train": {"cmd": "x", "outs": ["model.pt"]},
+        "train": {"cmd": "x", "outs": ["model.pt", "metrics/emissions/train.json"]},
         "distill": {
             "foreach": "${distill.students}",
             "do": {"cmd": "d ${key}", "deps": ["model.pt"], "outs": ["metrics/emissions/distill@${key}.json"]},
         },
         "sweep": {"foreach": [1, 2], "do": {"cmd": "s ${item}", "outs": ["metrics/emissions/sweep@${item}.json"]}},
         "noted": {"foreach": ["a"], "do": {"cmd": "n", "outs": ["elsewhere/${item}.json"]}},
+        "gate": {"cmd": "g", "deps": ["metrics/emissions/train.json"]},
     }
-    params = {"distill": {"students": {"small": {}, "tiny": {}}}}
-    assert generated_recorded_stages(stages, params) == ["distill@small", "distill@tiny", "sweep@1", "sweep@2"]
-    assert generated_recorded_stages(stages, {}) == ["sweep@1", "sweep@2"]  # no students: no stage, nothing owed
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"distill": {"students": {"small": {}, "tiny": {}}}}))
+    owed = account(tmp_path, {})
+    assert owed.recorded == ["train", "distill@small", "distill@tiny", "sweep@1", "sweep@2"]
+    assert owed.unmeasured == ["noted@a"]  # generated, writes no record: named, never silently left out
+    (tmp_path / "params.yaml").write_text("distill: {students: {}}\n")
+    assert account(tmp_path, {"noted@a": "writes a note"}).recorded == ["train", "sweep@1", "sweep@2"]
+
+
+MATRIX_AND_VARS = """\
+vars:
+  - sizes: [s, m]
+  - extra.yaml
+stages:
+  grid:
+    matrix:
+      lr: ${lrs}
+      size: ${sizes}
+    cmd: fit ${item.lr} ${item.size}
+    outs: ["metrics/emissions/grid@${key}.json"]
+  per_file:
+    foreach: ${files}
+    do:
+      cmd: use ${item.name}
+      outs: ["metrics/emissions/per_file@${key}.json"]
+  unwrapped:
+    matrix: {seed: [1, 2]}
+    cmd: seed ${item.seed}
+  gate:
+    cmd: g
+"""
+
+
+def test_matrix_and_vars_stages_are_named_as_dvc_names_them(tmp_path: Path, tool_env: dict[str, str]) -> None:
+    (tmp_path / "dvc.yaml").write_text(MATRIX_AND_VARS)
+    (tmp_path / "params.yaml").write_text("lrs: [0.1, 1e-3]\n")
+    (tmp_path / "extra.yaml").write_text("files: {a: {name: x}, b: {name: y}}\n")
+    owed = account(tmp_path, {"unwrapped@1": "a seed", "gone": "removed since"})
+    expected = ["grid@0.1-s", "grid@0.1-m", "grid@0.001-s", "grid@0.001-m", "per_file@a", "per_file@b"]
+    assert owed.recorded == expected
+    assert owed.exempt == {"unwrapped@1": "a seed"} and owed.unmeasured == ["unwrapped@2"]
+    assert owed.unknown_exempt == ["gone"]
+    # the names DVC itself gives them
+    run(["git", "init", "-q"], tmp_path, tool_env)
+    run(["dvc", "init", "-q"], tmp_path, tool_env)
+    listed = run(["dvc", "stage", "list", "--name-only"], tmp_path, tool_env).stdout.split()
+    assert sorted(listed) == sorted([*expected, "unwrapped@1", "unwrapped@2", "gate"])
 
 
 def test_upstream_stages_follow_deps_to_their_producers() -> None:
@@ -246,16 +295,46 @@ def test_an_artifact_whose_writer_is_stale_is_named_and_params_count(tmp_path: P
 
 
 def test_a_doubtful_record_of_the_tools_own_cost_fails_closed(tmp_path: Path) -> None:
-    """The tool's own line is counted in the total, so it is held to what any record is held to."""
+    """The tool's own line is counted in the total, so it is held to what any record is held to: doubtful
+    figures, a truncated file and a failed status each fail the gate naming it, never drop out of the total."""
     from carbon_budget import layout
 
     root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
     itself = record(layout.ITSELF, 0.0001)
     save_record(root / layout.ITSELF_RECORD, itself)
-    assert judge_file(root / "params.yaml", root)[0].passed
-    save_record(root / layout.ITSELF_RECORD, itself.model_copy(update={"co2_kg": itself.co2_kg * 3}))
-    verdict, _ = judge_file(root / "params.yaml", root)
-    assert not verdict.passed and any("cannot vouch for the tool's own cost" in f for f in verdict.failures())
+    verdict, evidence = judge_file(root / "params.yaml", root, deciding=True)
+    assert verdict.passed and layout.ITSELF in evidence.records
+    broken = {
+        "doubtful": lambda: save_record(
+            root / layout.ITSELF_RECORD, itself.model_copy(update={"co2_kg": itself.co2_kg * 3})
+        ),
+        "truncated": lambda: (root / layout.ITSELF_RECORD).write_text((root / layout.ITSELF_RECORD).read_text()[:100]),
+        "failed": lambda: save_record(
+            root / layout.ITSELF_RECORD, itself.model_copy(update={"status": "failed", "error": "killed"})
+        ),
+    }
+    for name, breaking in broken.items():
+        save_record(root / layout.ITSELF_RECORD, itself)
+        breaking()
+        verdict, _ = judge_file(root / "params.yaml", root, deciding=True)
+        assert not verdict.passed, name
+        assert any(layout.ITSELF in f or "itself" in f for f in verdict.problems), (name, verdict.problems)
+
+
+def test_every_reading_of_an_execution_counts_the_own_line_its_gate_counted(tmp_path: Path) -> None:
+    """The gate that decides an execution counts the newest own line; the tool's publishing then writes a newer
+    one, which a later `carbon-budget gate` or the report must not count in its place: one verdict, one total."""
+    from carbon_budget import layout
+
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.01\n  co2_kg: 0.01\n")
+    decided, _ = judge_file(root / "params.yaml", root, deciding=True)  # a fresh clone: no own line yet
+    save_record(root / layout.ITSELF_RECORD, record(layout.ITSELF, 0.005))  # this execution's publishing
+    again, evidence = judge_file(root / "params.yaml", root)
+    assert layout.ITSELF not in evidence.records
+    assert again.lines[0].measured == decided.lines[0].measured == 0.001
+    decided, _ = judge_file(root / "params.yaml", root, deciding=True)  # the next execution's gate counts it
+    assert decided.lines[0].measured == pytest.approx(0.006)
+    assert judge_file(root / "params.yaml", root)[0].lines[0].measured == pytest.approx(0.006)
 
 
 def test_the_gate_stages_own_cost_is_folded_into_the_tools_line(tmp_path: Path) -> None:

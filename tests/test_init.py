@@ -86,11 +86,11 @@ def test_budget_added_to_a_foreign_dvc_project_and_enforced(tmp_path: Path, tool
     dvc_text = (repo / "dvc.yaml").read_text()
     assert "# a user's pipeline" in dvc_text and "sort:  # the shell stage" in dvc_text
     stages = yaml.safe_load(dvc_text)["stages"]
-    assert list(stages) == ["sort", "count", "carbon_gate"]
+    assert list(stages) == ["sort", "count", "carbon_stages", "carbon_gate"]
     assert stages["count"]["cmd"] == "carbon-budget track --stage count -- python count.py ${count.top}"
     assert stages["carbon_gate"] == {
         "cmd": "carbon-budget gate --publish",
-        "deps": ["metrics/emissions/sort.json", "metrics/emissions/count.json"],
+        "deps": ["metrics/stages.json", "metrics/emissions/sort.json", "metrics/emissions/count.json"],
         "params": ["budget"],
     }
     assert "/mlflow.db\n" in (repo / ".gitignore").read_text()
@@ -131,15 +131,33 @@ def test_budget_added_to_a_foreign_dvc_project_and_enforced(tmp_path: Path, tool
 
 
 def test_only_the_named_stages_are_measured(init_in: Path) -> None:
-    code, _ = init("--stages", "count")
+    code, output = init("--stages", "count")
     assert code == 0
     stages = yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]
     assert stages["sort"]["cmd"] == "seq 1 20000 | sort -rn > data/sorted.txt"  # not named: left as it was
-    assert stages["carbon_gate"]["deps"] == ["metrics/emissions/count.json"]
+    assert stages["carbon_gate"]["deps"] == ["metrics/stages.json", "metrics/emissions/count.json"]
+    assert "stage 'sort' is left unmeasured" in output  # the gate will name it: said now, not at the first repro
     # naming another stage later adds it, and the gate then depends on both records
     assert init("--stages", "sort")[0] == 0
     stages = yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]
-    assert stages["carbon_gate"]["deps"] == ["metrics/emissions/count.json", "metrics/emissions/sort.json"]
+    assert stages["carbon_gate"]["deps"] == [
+        "metrics/stages.json", "metrics/emissions/count.json", "metrics/emissions/sort.json"
+    ]  # fmt: skip
+
+
+def test_init_run_again_adopts_a_stage_added_since_and_leaves_the_others(init_in: Path) -> None:
+    assert init()[0] == 0
+    wrapped = yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]
+    text = (init_in / "dvc.yaml").read_text() + "  extra:\n    cmd: python extra.py\n    outs: [extra.txt]\n"
+    (init_in / "dvc.yaml").write_text(text)
+    code, _ = init()
+    stages = yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]
+    assert code == 0 and stages["extra"]["cmd"] == "carbon-budget track --stage extra -- python extra.py"
+    assert {k: v for k, v in stages.items() if k not in ("extra", "carbon_gate")} == {
+        k: v for k, v in wrapped.items() if k != "carbon_gate"
+    }  # the stages it wrapped before, untouched
+    assert stages["carbon_gate"]["deps"][-1] == "metrics/emissions/extra.json"
+    assert "nothing to change" in init()[1]
 
 
 def test_list_commands_and_shell_syntax_run_under_the_shell(init_in: Path) -> None:

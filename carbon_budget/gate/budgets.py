@@ -7,6 +7,7 @@ or a figure that could not be found, is a failure, never a silent pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from carbon_budget import layout
 from carbon_budget.config import BudgetParams, ReportParams
@@ -191,10 +192,11 @@ def _footprint_lines(
     return lines
 
 
-def vouch(stage: str, record: EmissionRecord) -> list[str]:
-    """Why `stage`'s record cannot vouch for it, whoever reads it (the gate, or export writing the model card):
-    another stage's record, a stage that never finished or failed, or figures that do not hold together."""
-    path = layout.record_path(stage)
+def vouch(stage: str, record: EmissionRecord, path: Path | None = None) -> list[str]:
+    """Why `stage`'s record (at `path`, by default where stages keep theirs) cannot vouch for it, whoever reads it
+    (the gate, or export writing the model card): another stage's record, a stage that never finished or failed,
+    or figures that do not hold together. The tool's own line is held to the same checks."""
+    path = path or layout.record_path(stage)
     problems = []
     if record.stage != stage:
         problems.append(f"{path}: holds the record of stage {record.stage!r}, not of {stage!r}")

@@ -1,9 +1,7 @@
 """Gather the evidence the gate judges, from files alone (no torch, no MLflow, no codecarbon).
 
-The stages to account for are the emission records the gate stage depends on in dvc.yaml (a stage named
-`gate`, or the `carbon_gate` that `carbon-budget init` adds to any project), so a stage cannot drop out of the
-budget without a visible change to dvc.yaml. Each record must be complete, must say its
-stage completed, and must belong to today's outputs and params: a stale record from an earlier run cannot
+The stages to account for are every stage of the pipeline (gate.accounting): each record must be complete, must
+say its stage completed, and must belong to today's outputs and params: a stale record from an earlier run cannot
 vouch for a new model.
 """
 
@@ -14,21 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from carbon_budget import layout
-from carbon_budget.config import GateParams, gate_params, read_params_file, section_value
-from carbon_budget.errors import CarbonBudgetError, RecordError
-from carbon_budget.files import read_json
+from carbon_budget.config import PARAMS_FILE, GateParams, gate_params, read_params_file, section_value
+from carbon_budget.errors import RecordError
+from carbon_budget.files import read_json, write_text_atomic
+from carbon_budget.gate.accounting import INIT_GATE_STAGE, account, accounting_problems
 from carbon_budget.gate.budgets import Verdict, check, totals, vouch
 from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
 from carbon_budget.measure.dvc_share import dvc_own_cpu_seconds
-from carbon_budget.records.dvcyaml import entry_path, generated_recorded_stages, read_stages
 from carbon_budget.records.lockfile import Lock, load_lock
 from carbon_budget.records.record import EmissionRecord, file_drift, load_record
-
-GATE_STAGE = "gate"  # a gate stage of one's own, as the reference pipeline has
-INIT_GATE_STAGE = "carbon_gate"  # the one `carbon-budget init` adds to any project: unlikely to be taken already
-GATE_STAGES = (INIT_GATE_STAGE, GATE_STAGE)
 
 
 @dataclass(frozen=True)
@@ -43,35 +37,13 @@ class Evidence:
     footprint: Footprint = field(default_factory=Footprint)
     # what the `dvc` process running the gate spent itself so far: no stage's cost, shown apart, never charged
     dvc_own_cpu_s: float | None = None
+    # stages params.yaml exempts from measurement, with the reason given there
+    exempt: dict[str, str] = field(default_factory=dict)
 
     def dvc_own_j(self) -> float | None:
         """DVC's own CPU-seconds at the per-thread TDP the stage records charged, where one names a TDP."""
         rates = [r.hardware.cpu_tdp_w / r.hardware.cpu_count for r in self.records.values() if r.hardware.cpu_tdp_w]
         return self.dvc_own_cpu_s * rates[0] if rates and self.dvc_own_cpu_s is not None else None
-
-
-def gate_stage(dvc_yaml: Path, stages: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The gate stage and its name among dvc.yaml's `stages`: `carbon_gate` when `carbon-budget init` added one,
-    else a stage named `gate`."""
-    for name in GATE_STAGES:
-        if isinstance(stages.get(name), dict):
-            return name, stages[name]
-    expected = " or ".join(repr(name) for name in GATE_STAGES)
-    raise CarbonBudgetError(f"{dvc_yaml} has no gate stage ({expected}; `carbon-budget init` adds one)")
-
-
-def budgeted_stages(dvc_yaml: Path, params: dict[str, Any]) -> list[str]:
-    """Stages whose records the gate accounts for, in dvc.yaml order: those the gate stage depends on, then those
-    `foreach` makes from `params` that write a record (a distilled student per entry, say)."""
-    stages = read_stages(dvc_yaml)
-    name, gate = gate_stage(dvc_yaml, stages)
-    prefix = layout.RECORDS_DIR.as_posix() + "/"
-    deps = [entry_path(d) for d in gate.get("deps") or []]
-    names = [d[len(prefix) : -len(".json")] for d in deps if d.startswith(prefix) and d.endswith(".json")]
-    if not names:
-        raise CarbonBudgetError(f"the gate stage in {dvc_yaml} depends on no emission record under {prefix}")
-    generated = generated_recorded_stages(stages, params)
-    return [*names, *(stage for stage in generated if stage not in names and stage != name)]
 
 
 def _stale_reasons(record: EmissionRecord, params: dict[str, Any], root: Path, lock: Lock | None) -> list[str]:
@@ -106,9 +78,15 @@ def _metrics_with(path: Path, key: str, problems: list[str], required: bool) -> 
     return None
 
 
-def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
+def gather(
+    gate: GateParams, params: dict[str, Any], root: Path, params_file: str = PARAMS_FILE, deciding: bool = False
+) -> Evidence:
     """Every record the gate accounts for, checked, and the deployed model's figures (from DEPLOY_METRICS) that
-    the size, accuracy and footprint budgets need; what is missing or doubtful becomes a problem, never a pass."""
+    the size, accuracy and footprint budgets need; what is missing or doubtful becomes a problem, never a pass.
+
+    `deciding`: this gate decides an execution (the gate stage, `carbon-budget gate --publish`); it counts the
+    newest record of the tool's own cost and notes which, so every later reading of the same execution (a plain
+    `carbon-budget gate`, the report) counts the same line and reaches the same totals."""
     budget = gate.budget
     problems: list[str] = []
     records: dict[str, EmissionRecord] = {}
@@ -118,16 +96,19 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
     except RecordError as exc:
         problems.append(str(exc))
         lock = None
-    for stage in budgeted_stages(root / "dvc.yaml", params):
+    accounting = account(root, dict(budget.exempt))
+    problems += accounting_problems(accounting, params_file)
+    for stage in accounting.recorded:
         path = layout.record_path(stage)
+        after = "" if stage in accounting.upstream else _runs_after_the_gate(stage, accounting.gate)
         try:
             record = load_record(root / path)
         except RecordError as exc:
-            problems.append(str(exc))
+            problems.append(f"{exc}{after}")
             continue
         problems.extend(vouch(stage, record))
         reasons = _stale_reasons(record, params, root, lock)
-        problems.extend(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`)" for reason in reasons)
+        problems.extend(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`){after}" for reason in reasons)
         if reasons:
             stale[stage] = reasons
         records[stage] = record
@@ -162,33 +143,72 @@ def gather(gate: GateParams, params: dict[str, Any], root: Path) -> Evidence:
         accuracy = deployed.get("accuracy")  # the artifact's own, whatever model it came from
         if budget.min_accuracy is not None and not isinstance(accuracy, int | float):
             problems.append(f"{layout.DEPLOY_METRICS}: `deploy.accuracy` is missing")
-    itself = _itself(root)
+    itself, doubt = own_cost(root, deciding)
     if itself is not None:
         records[layout.ITSELF] = itself
-        problems.extend(f"{layout.ITSELF_RECORD}: cannot vouch for the tool's own cost: {d}" for d in itself.doubts())
+    problems.extend(doubt)
     plain = {n: r.model_dump(mode="json") for n, r in records.items()}  # the payback finds its stages by name
     payback = distillation_payback(plain, document) if document else None
     inference = deployed.get("inference") if isinstance(deployed, dict) else None
     measured = footprint(plain, inference, gate.sci, gate.usage.predictions)
     return Evidence(
-        records, problems, size_mb, parameters, accuracy, deploy_path, payback, measured, dvc_own_cpu_seconds()
+        records,
+        problems,
+        size_mb,
+        parameters,
+        accuracy,
+        deploy_path,
+        payback,
+        measured,
+        dvc_own_cpu_seconds(),
+        accounting.exempt,
     )
 
 
-def _itself(root: Path) -> EmissionRecord | None:
-    """The tool's own cost of the latest execution it published on this machine (the worker's warm-up, MLflow
-    publishing, pictures, the model), known when this gate decides, so counted in its total; None before any
-    (a fresh clone) or when that local state is unreadable: it is the tool's news, not a stage's evidence."""
+def _runs_after_the_gate(stage: str, gate: str) -> str:
+    """Why a stage outside the gate's deps can leave its record missing or stale when the gate reads it, and the
+    fix: DVC orders stages by their deps alone, so it may run this one after the gate."""
+    fix = " (`carbon-budget init` does it)" if gate == INIT_GATE_STAGE else ""
+    return (
+        f"; stage {stage} is not among the deps of stage {gate}, so DVC may run it after the gate: add"
+        f" {layout.record_path(stage)} to {gate}'s deps in dvc.yaml{fix}"
+    )
+
+
+def own_cost(root: Path, deciding: bool) -> tuple[EmissionRecord | None, list[str]]:
+    """The tool's own cost this gate counts, and why it cannot vouch for it (checked as a stage's record is).
+
+    A deciding gate takes the newest record (the worker's warm-up, MLflow publishing, pictures and the model of
+    the latest execution it published on this machine; none in a fresh clone) and keeps a copy of what it
+    counted; every other reading takes that copy, so `carbon-budget gate`, metrics/gate.json and the report agree
+    on an execution even after its own publishing has written a newer record, which the next execution counts."""
+    counted = root / layout.ITSELF_COUNTED
+    if deciding:
+        source = root / layout.ITSELF_RECORD
+        text = source.read_text(encoding="utf-8") if source.is_file() else "null\n"
+        write_text_atomic(counted, text)
+    else:
+        source = counted
+        text = source.read_text(encoding="utf-8") if source.is_file() else "null\n"
+    if text.strip() == "null":
+        return None, []
     try:
-        return load_record(root / layout.ITSELF_RECORD)
-    except RecordError:
-        return None
+        record = load_record(source)
+    except RecordError as exc:
+        return None, [
+            f"cannot vouch for the tool's own cost ({layout.ITSELF}): {exc} (the next execution's"
+            f" publishing rewrites it; delete {layout.STATE_DIR}/itself*.json to start afresh)"
+        ]
+    return record, vouch(layout.ITSELF, record, source.relative_to(root))
 
 
-def judge(gate: GateParams, params: dict[str, Any], root: Path) -> tuple[Verdict, Evidence]:
-    """The verdict on the project at `root`; `params` is params.yaml as plain data, as the records keep it, and
-    `gate` its sections the gate reads (the band measured figures move in is `report.noise_pct`)."""
-    evidence = gather(gate, params, root)
+def judge(
+    gate: GateParams, params: dict[str, Any], root: Path, params_file: str = PARAMS_FILE, deciding: bool = False
+) -> tuple[Verdict, Evidence]:
+    """The verdict on the project at `root`; `params` is the params file (`params_file`) as plain data, as the
+    records keep it, and `gate` its sections the gate reads (the band measured figures move in is
+    `report.noise_pct`). `deciding`: see `gather`."""
+    evidence = gather(gate, params, root, params_file, deciding)
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
     verdict = check(
         gate.budget,
@@ -202,11 +222,11 @@ def judge(gate: GateParams, params: dict[str, Any], root: Path) -> tuple[Verdict
     return verdict, evidence
 
 
-def judge_file(params_file: Path, root: Path) -> tuple[Verdict, Evidence]:
+def judge_file(params_file: Path, root: Path, deciding: bool = False) -> tuple[Verdict, Evidence]:
     """`carbon-budget gate` and `report`: only the sections the gate reads are validated here, so a project's
     own keys are never judged (its stages validate them)."""
     raw = read_params_file(params_file)
-    return judge(gate_params(raw, str(params_file)), raw, root)
+    return judge(gate_params(raw, str(params_file)), raw, root, str(params_file), deciding)
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
@@ -242,11 +262,14 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         **evidence.footprint.as_dict(),
         "dvc_own_cpu_s": evidence.dvc_own_cpu_s,
         "dvc_own_j": evidence.dvc_own_j(),
+        "exempt": evidence.exempt,
         "stages": {
             name: {
                 "energy_kwh": r.energy_kwh,
                 "co2_kg": r.co2_kg,
                 "duration_s": r.duration_s,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
                 "measurement": r.methods.summary(),
             }
             for name, r in evidence.records.items()
@@ -313,6 +336,11 @@ def render(verdict: Verdict, evidence: Evidence | None = None) -> str:
             f"{layout.ITSELF}: {itself.energy_kwh * 1000:.4g} Wh, {itself.co2_kg * 1000:.4g} g CO2"
             f" ({itself.tags.get('covers', 'the tool')}, for the latest execution it published on this machine;"
             " counted in the totals above)"
+        )
+    if evidence is not None and evidence.exempt:
+        out.append(
+            "not measured, exempt by name (budget.exempt): "
+            + "; ".join(f"{stage} ({reason})" for stage, reason in evidence.exempt.items())
         )
     if evidence is not None and evidence.dvc_own_cpu_s is not None:
         joules = evidence.dvc_own_j()

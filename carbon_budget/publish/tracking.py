@@ -43,6 +43,8 @@ from carbon_budget.report.noise import fingerprint_id
 TAG_EXECUTION = "carbon_budget.execution_id"
 TAG_RECORD = "carbon_budget.record_id"
 TAG_MODEL = "carbon_budget.model"
+# TAG_MODEL's values: registered (when params name a model), or logged for inspection after a failed gate
+MODEL_LOGGED, MODEL_NOT_REGISTERED = "logged", "logged, not registered: gate failed"
 # what measured a stage's record (report.noise.fingerprint_id): history compares only runs measured alike
 TAG_FINGERPRINT = "carbon_budget.fingerprint"
 SNAPSHOT_FILE = "snapshot.json"
@@ -265,7 +267,9 @@ def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
     """Log the snapshot's deployed artifact as an MLflow model on its stage's run; True when one was logged.
 
     Separate from `publish` because it costs about a second (MLflow writes and registers a model): the
-    background worker does it after the gate has its answer. A tag on the run makes a replay skip it.
+    background worker does it after the gate has its answer. A tag on the run makes a replay skip it. The model is
+    registered (when params name one) only for an execution whose gate passed: a failing one is logged for
+    inspection, tagged as such, and never becomes a version in the registry.
     """
     uri = uri or tracking_uri()
     snapshot = read_json(folder / SNAPSHOT_FILE)
@@ -277,10 +281,15 @@ def log_deployed_model(folder: Path, uri: str | None = None) -> bool:
                 continue
             experiment_id = _experiment_id(client, snapshot["experiment"], uri)
             run = _find_run(client, experiment_id, TAG_RECORD, entry["record"]["record_id"])
-            if run is None or run.data.tags.get(TAG_MODEL) == "logged":
+            passed = snapshot["verdict"].get("passed") is True
+            state = run.data.tags.get(TAG_MODEL) if run is not None else None
+            # an artifact logged when its gate failed is logged again, registered, once a later gate passes it
+            if run is None or state == MODEL_LOGGED or (state == MODEL_NOT_REGISTERED and not passed):
                 return False
+            if not passed:  # logged for inspection only: what ships is what passed the gate
+                tags = {k: v for k, v in tags.items() if k != "registered_model_name"}
             _log_model(uri, run.info.run_id, tags, [folder / a for a in entry["artifacts"]])
-            client.set_tag(run.info.run_id, TAG_MODEL, "logged")
+            client.set_tag(run.info.run_id, TAG_MODEL, MODEL_LOGGED if passed else MODEL_NOT_REGISTERED)
             return True
     except Exception as exc:  # MLflow raises many types
         raise _publish_error(uri, "the model", exc) from None
@@ -531,11 +540,13 @@ def record_itself(
 ) -> EmissionRecord | None:
     """The tool's own cost of publishing one execution, as a record (`layout.ITSELF_RECORD`, which the next gate
     counts) and as metrics on that execution's parent run. Charged at the rates the execution's own records were
-    charged (`charge_usage`); None when the snapshot holds no record to take them from.
+    charged (`charge_usage`: on a host where RAPL measured their CPU, what it measured per CPU-second of their
+    work); None when the snapshot holds no record to take them from.
 
     The gate stage's own record is folded in: its process judges and hands over, so it is the tool's work, and it
     is in no total of its own execution (the verdict is reached while it runs). Its CPU-seconds and GB-seconds
-    join the worker's, named apart in `extra_metrics.tool_stages_cpu_s`."""
+    join the worker's, named apart in `extra_metrics.tool_stages_cpu_s`, and the line's interval runs from the
+    earlier of its start and the `duration_s` before now, to now: the span SCI counts the machine held for it."""
     entries = [EmissionRecord.model_validate(e["record"]) for e in snapshot.get("entries", [])]
     likes = [r for r in entries if r.hardware.cpu_count > 0]
     if not likes:
@@ -545,17 +556,18 @@ def record_itself(
     tools_cpu_s = sum(float(r.extra_metrics.get("cpu_s", 0.0)) for r in tools)
     if tools:
         covers = f"the {' and '.join(r.stage for r in tools)} stage ({tools_cpu_s:.2f} CPU-s), then {covers}"
+    now = datetime.now(UTC).timestamp()
+    began = min([now - duration_s, *(datetime.fromisoformat(r.started_at).timestamp() for r in tools)])
     reading = charge_usage(
         cpu_s + tools_cpu_s,
         ram_gb_s + sum(float(r.extra_metrics.get("ram_gb_s", 0.0)) for r in tools),
-        duration_s + sum(r.duration_s for r in tools),
-        likes[-1],
+        now - began,
+        likes,
     )
-    began = datetime.fromtimestamp(datetime.now().timestamp() - duration_s, UTC)
     record = build_record(
         stage=layout.ITSELF,
         reading=reading,
-        started_at=began.isoformat(timespec="milliseconds"),
+        started_at=datetime.fromtimestamp(began, UTC).isoformat(timespec="milliseconds"),
         status="completed",
         error=None,
         params={},

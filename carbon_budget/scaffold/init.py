@@ -4,8 +4,10 @@ The chosen stages' commands run under `carbon-budget track` and declare their em
 `carbon_gate` stage depends on every record (it judges them and publishes the execution to MLflow), the params
 file gains `budget:` and `carbon:` sections, and .gitignore the files publishing leaves behind. YAML files
 are edited through ruamel.yaml's round trip, in the layout the file already uses, so the user's comments, key
-order and quoting stay as they were; a second run finds nothing to change. Anything it cannot understand (a
-`foreach` stage, a `wdir`, a params file that is not a mapping) is refused with a message, never guessed at.
+order and quoting stay as they were. Run again, it adopts the stages added since (the gate names each stage that
+nothing measures) and leaves the ones it wrapped alone; with nothing new it changes nothing. A `foreach` or
+`matrix` stage is left for the user to wrap or exempt, with a note; anything else it cannot understand (a `wdir`,
+a params file that is not a mapping) is refused with a message, never guessed at.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from carbon_budget import layout
 from carbon_budget.config import PARAMS_FILE, BudgetParams, CarbonParams, parse_section
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import write_text_atomic
-from carbon_budget.gate.evidence import INIT_GATE_STAGE
+from carbon_budget.gate.accounting import INIT_GATE_STAGE
 from carbon_budget.records.dvcyaml import DVC_FILE, declared_outputs, entry_path
 from carbon_budget.scaffold.commands import GATE, TRACK, command_lines, runs, stage_commands, tracked_record, wrap
 
@@ -128,6 +130,11 @@ def _commands(name: str, stage: Any) -> list[str]:
     return commands
 
 
+def _generated(stage: Any) -> str | None:
+    """The key (`foreach`, `matrix`) by which DVC makes several stages of this one, which init does not wrap."""
+    return next((key for key in ("foreach", "matrix") if isinstance(stage, dict) and key in stage), None)
+
+
 def _record_of(name: str, commands: list[str]) -> str | None:
     """The record a stage already writes under `track`, None when it is not tracked yet."""
     if not any(runs(c, TRACK) for c in commands):
@@ -191,13 +198,22 @@ def _wrap_stage(stages: CommentedMap, name: str, params_file: str) -> None:
 
 
 def _add_gate(stages: CommentedMap, records: list[str], params_file: str) -> None:
-    """The gate stage depends on every record and on the budget; an existing one keeps what the user added."""
+    """The gate stage depends on every record, the list of stages and the budget; an existing one keeps what the
+    user added."""
+    if layout.STAGES_STAGE not in stages:
+        stages[layout.STAGES_STAGE] = CommentedMap(
+            cmd=layout.STAGES_COMMAND,
+            always_changed=True,
+            outs=CommentedSeq([CommentedMap({layout.STAGES_LIST.as_posix(): CommentedMap(cache=False)})]),
+        )
     gate = stages.get(INIT_GATE_STAGE)
     if gate is None:
         gate = stages[INIT_GATE_STAGE] = CommentedMap()
         gate["cmd"] = GATE_COMMAND if params_file == PARAMS_FILE else f"{GATE_COMMAND} --params {quote(params_file)}"
     deps = _list(gate, "deps", f"stage {INIT_GATE_STAGE!r}")
-    deps.extend(r for r in records if r not in {entry_path(d) for d in deps})
+    # the list of stages: the gate accounts for every stage, so a stage added or removed must rerun it
+    deps.extend(r for r in [layout.STAGES_LIST.as_posix(), *records] if r not in {entry_path(d) for d in deps})
+
     params = _list(gate, "params", f"stage {INIT_GATE_STAGE!r}")
     if not _has_budget_params(params, params_file):
         params.append("budget" if params_file == PARAMS_FILE else CommentedMap({params_file: ["budget"]}))
@@ -213,13 +229,29 @@ def _plan_dvc_yaml(path: Path, text: str, names: list[str] | None, params_file: 
         raise CarbonBudgetError(
             f"{path} already has a stage {INIT_GATE_STAGE!r} that does not run `carbon-budget gate`"
         )
-    candidates = [name for name in stages if name != INIT_GATE_STAGE]
+    candidates = [name for name in stages if name not in (INIT_GATE_STAGE, layout.STAGES_STAGE)]
     unknown = [name for name in names or [] if name not in candidates]
     if unknown:
         raise CarbonBudgetError(f"{path} has no stage {', '.join(unknown)} (its stages: {', '.join(candidates)})")
+    notes += [
+        f"stage {name!r} is left unmeasured: the gate fails naming it until it is measured (`carbon-budget init"
+        f" --stages {name}`) or exempted by name in budget.exempt"
+        for name in candidates
+        if names is not None and name not in names and not _record_of(name, stage_commands(stages[name]))
+    ]
     for name in names if names is not None else candidates:
+        if names is None and _generated(stages[name]):
+            notes.append(
+                f"stage {name!r} uses {_generated(stages[name])!r}: wrap its cmd in `carbon-budget track --stage"
+                f" {name}@${{key}} --` by hand, or exempt its stages in budget.exempt (the gate names each one)"
+            )
+            continue
         _wrap_stage(stages, name, params_file)
-    records = [record for name in candidates if (record := _record_of(name, stage_commands(stages[name])))]
+    records = [
+        record
+        for name in candidates
+        if not _generated(stages[name]) and (record := _record_of(name, stage_commands(stages[name])))
+    ]
     if records:
         _add_gate(stages, records, params_file)
     return _dump(yaml, document)
