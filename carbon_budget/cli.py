@@ -50,7 +50,7 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
 
     root = Path.cwd()
     try:
-        verdict, evidence = gating.judge_file(params_file, root)
+        verdict, evidence = gating.judge_file(params_file, root, deciding=publish)
     except CarbonBudgetError as exc:
         _fail(exc)
         return
@@ -64,6 +64,59 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
     if not verdict.passed:
         click.echo(verdict.summary(), err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--params",
+    "params_file",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The params file whose `budget.exempt` names the stages exempt from measurement.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the stage names here as JSON and print a one-line summary (the `carbon_stages` stage does: the gate"
+    " depends on the file).",
+)
+def stages(params_file: Path, output: Path | None) -> None:
+    """List every stage DVC makes of dvc.yaml (`foreach`, `matrix` and `vars` expanded) and what the gate owes
+    each: its emission record, an exemption by name, or a failure naming it."""
+    from carbon_budget.config import read_params_file
+    from carbon_budget.files import write_json
+    from carbon_budget.gate.accounting import account
+    from carbon_budget.layout import record_path
+    from carbon_budget.records.dvcyaml import resolved_stages
+
+    root = Path.cwd()
+    try:
+        names = list(resolved_stages(root))
+        budget = read_params_file(params_file, missing_ok=True).get("budget")
+        exempt = budget.get("exempt") if isinstance(budget, dict) else None  # validated by the gate, not here
+        accounting = account(root, {str(k): str(v) for k, v in exempt.items()} if isinstance(exempt, dict) else {})
+    except CarbonBudgetError as exc:
+        _fail(exc)
+        return
+    if output is not None:  # under `dvc repro`, on every run: one line, and the stages the gate will refuse
+        write_json(output, {"stages": names})
+        click.echo(
+            f"{len(names)} stages: {len(accounting.recorded)} measured, {len(accounting.exempt)} exempt"
+            + "".join(f"; {name} is measured by nothing" for name in accounting.unmeasured)
+        )
+        return
+    for name in names:
+        if name in accounting.recorded:
+            owed = f"measured: {record_path(name).as_posix()}"
+        elif name in accounting.exempt:
+            owed = f"exempt: {accounting.exempt[name]}"
+        elif name in accounting.unmeasured:
+            owed = "MEASURED BY NOTHING: the gate fails until `carbon-budget init` wraps it or budget.exempt names it"
+        else:
+            owed = "the tool's own stage"
+        click.echo(f"{name}: {owed}")
 
 
 def _publish(params_file: Path, document: dict[str, Any], evidence: Evidence, root: Path) -> None:
@@ -140,39 +193,43 @@ def report(
 ) -> None:
     """What this revision costs (energy, CO2, model size, accuracy), against BASE and against its budgets.
 
-    Exits 0 even when over budget: the gate decides; the report explains. With GITHUB_STEP_SUMMARY set, the
-    markdown is appended to the job summary.
+    Exits 0 even when over budget: the gate decides; the report explains. Exits 1 when a remeasured run fails:
+    no committed figure passes for a measurement. With GITHUB_STEP_SUMMARY set, the markdown is appended to the
+    job summary.
     """
     import os
     from dataclasses import replace
 
-    from carbon_budget.config import ReportParams, parse_section, read_params_file
-    from carbon_budget.gate.evidence import budgeted_stages, judge_file
+    from carbon_budget.config import ReportParams, parse_section
     from carbon_budget.report import compare as reporting
     from carbon_budget.report.noise import Noise
 
     root = Path.cwd()
     try:
-        verdict, _ = judge_file(params_file, root)
-        raw = read_params_file(params_file)
-        settings = parse_section(raw, "report", ReportParams, str(params_file))
-        stages = budgeted_stages(root / "dvc.yaml", raw)
-        current = reporting.load_side("work tree", reporting.work_tree_reader(root), stages)
+        # one judge call: the verdict and the head's figures are the same figures
+        current, verdict = reporting.judged_side("work tree", root, params_file)
+        settings = parse_section(current.params, "report", ReportParams, str(params_file))
         base, commit = None, None
         noise = Noise.default(settings.noise_pct)
         if base_ref:
-            reader, commit = reporting.git_reader(root, base_ref)
-            base = reporting.load_side(base_ref, reader, stages)
+            commit = reporting.git_commit(root, base_ref)
+            params_in_project = reporting.in_project(root, params_file)  # the same file in the base's tree
+            base = reporting.base_side(base_ref, root, commit, params_in_project)
             if runs is None:
                 runs = settings.pull_request_remeasure if in_pull_request else settings.remeasure
-            if runs:
+            comparable = base.unjudged is None  # a base this version cannot judge: the report says why, no more
+            if comparable and runs:
                 from carbon_budget.report.remeasure import remeasure
 
-                head_records, base_records, noise = remeasure(root, commit, runs, stages, settings.noise_pct)
+                head_records, base_records, noise = remeasure(root, commit, runs, params_in_project, settings.noise_pct)
+                # both sides as remeasured: no rerun measures the tool's own line, which is local state on one side
+                # and its gate's committed figure on the other
                 current = replace(current, records=head_records)
                 base = replace(base, records=base_records)
-            else:
-                base, noise = _history(root, base, base_ref, current.records, settings.noise_pct, raw, params_file)
+            elif comparable:
+                base, noise = _history(
+                    root, base, base_ref, current.records, settings.noise_pct, current.params, params_file
+                )
     except CarbonBudgetError as exc:
         _fail(exc)
         return
@@ -294,14 +351,16 @@ def track(stage: str, output: Path | None, params_file: Path, in_shell: bool, co
     from carbon_budget.layout import tracking_uri
     from carbon_budget.measure.track import track as run_tracked
     from carbon_budget.publish import worker
+    from carbon_budget.publish.redact import redact
 
     if in_shell:
         command = (os.environ.get("SHELL") or "/bin/sh", "-c", " ".join(command))
+    uri = tracking_uri()
     try:
-        worker.ensure_running(tracking_uri())  # warm for the gate's --publish; before the meter's threads
-        run_tracked(stage, command, output, params_file)
+        worker.ensure_running(uri)  # warm for the gate's --publish; before the meter's threads
+        run_tracked(stage, command, output, params_file, mask=lambda text: redact(text, uri))
     except CommandFailed as exc:
         sys.exit(exc.exit_code if exc.exit_code > 0 else 128 - exc.exit_code)
     except CarbonBudgetError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc), uri)}", err=True)  # it may quote the command, secrets and all
         sys.exit(1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carbon_budget.gate.accounting import account, budgeted_stages
+from carbon_budget.gate.accounting import account
 from carbon_budget.gate.evidence import judge_file
 from carbon_budget.records.dvcyaml import upstream_stages
 from carbon_budget.records.record import Methods, file_md5, save_record
@@ -53,7 +53,7 @@ def sort_lock(out: str, out_md5: str, record_file: Path) -> str:
 
 
 def test_carbon_gate_is_preferred_to_a_stage_merely_named_gate(tmp_path: Path) -> None:
-    assert budgeted_stages(foreign_project(tmp_path, "")) == ["sort"]
+    assert account(foreign_project(tmp_path, ""), {}).recorded == ["sort"]
 
 
 def test_no_model_no_model_checks(tmp_path: Path) -> None:

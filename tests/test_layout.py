@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from carbon_budget.gate.accounting import GATE_STAGE, budgeted_stages
+from carbon_budget.gate.accounting import GATE_STAGE, account
 from carbon_budget.layout import STAGES_COMMAND, STAGES_LIST, STAGES_STAGE, record_path
 from pipeline import layout
 
@@ -49,7 +49,7 @@ def test_every_stage_writes_its_record_and_the_gate_reads_them_all() -> None:
         assert record_path(name).as_posix() in declared(stage)
         assert f"stages/{stage}.py" in definition(stage)["deps"]
     # students are stages made from params, so the gate learns of them from params (tests/test_distill.py)
-    assert budgeted_stages(ROOT) == [s for s in DVC if s not in (GATE_STAGE, "distill")]
+    assert account(ROOT, {}).recorded == [s for s in DVC if s not in (GATE_STAGE, "distill")]
 
 
 def test_distillation_paths_are_declared() -> None:

@@ -30,19 +30,60 @@ def stage(document: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in document["stages"] if s["stage"] == name)
 
 
+def workers_in(folder: Path) -> list[str]:
+    """Background workers whose store lies under `folder` (their command line names it)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "carbon_budget.publish.service" in cmdline and any(str(folder) in part for part in cmdline):
+            found.append(" ".join(cmdline))
+    return found
+
+
+def remeasure_folders(scratch: Path) -> list[Path]:
+    """What a remeasure keeps its worktrees and throwaway store in, under the temp folder `scratch`."""
+    return sorted(scratch.glob("carbon-budget-remeasure-*"))
+
+
 def test_tripled_epochs_remeasured_side_by_side_is_a_significant_regression(
-    project: Path, tool_env: dict[str, str]
+    project: Path, tool_env: dict[str, str], tmp_path: Path
 ) -> None:
     edit_params(project, train={"epochs": BASE_EPOCHS})
     run(["git", "commit", "-qam", "base"], project, tool_env)
     run(["dvc", "repro"], project, tool_env)
     edit_params(project, train={"epochs": 3 * BASE_EPOCHS})  # the change, uncommitted, as in a work tree
-    document = report(project, tool_env, "--base", "HEAD", "--remeasure", "1")
+    scratch = tmp_path / "scratch"  # where the remeasure's worktrees and throwaway store go
+    scratch.mkdir()
+    document = report(project, {**tool_env, "TMPDIR": str(scratch)}, "--base", "HEAD", "--remeasure", "1")
     assert document["noise"]["source"].startswith("remeasured side by side")
     train = stage(document, "train")
     assert train["energy_kwh"]["verdict"] == "regression" and train["energy_kwh"]["significant"] is True
     assert train["epochs_run"]["base"] == BASE_EPOCHS and train["epochs_run"]["current"] == 3 * BASE_EPOCHS
     assert document["totals"]["energy_kwh"]["significant"] is True
+    # it started no worker that could outlive it, and left nothing behind: no folder, no worktree
+    assert workers_in(scratch) == [] and remeasure_folders(scratch) == []
+    assert run(["git", "worktree", "list", "--porcelain"], project, tool_env).stdout.count("worktree ") == 1
+
+
+def test_a_remeasure_whose_runs_fail_says_so_and_exits_non_zero(
+    project: Path, tool_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Every `dvc repro` fails (a params value the pipeline rejects): no committed figure is passed off as a
+    measurement; the failure is named, with the last lines of `dvc repro`, and nothing is left behind."""
+    edit_params(project, data={"source": "nowhere"})
+    run(["git", "commit", "-qam", "a source the pipeline rejects"], project, tool_env)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    argv = ["carbon-budget", "report", "--base", "HEAD", "--remeasure", "1", "--format", "json"]
+    failed = run(argv, project, {**tool_env, "TMPDIR": str(scratch)}, check=False)
+    assert failed.returncode == 1 and failed.stdout == "", failed.stdout
+    assert "error: remeasuring base (run 1 of 1) failed (`dvc repro --force` exited 255)" in failed.stderr
+    assert "metrics/emissions/preprocess.json" in failed.stderr  # the gate's own words: the record it misses
+    assert "last lines of `dvc repro --force`:" in failed.stderr and "data.source" in failed.stderr
+    assert remeasure_folders(scratch) == []
+    assert run(["git", "worktree", "list", "--porcelain"], project, tool_env).stdout.count("worktree ") == 1
 
 
 @pytest.mark.serial  # its band is the spread of runs measured one after another: a neighbour's load would widen it

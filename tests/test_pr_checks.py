@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import BIN, ROOT, edit_params, run
 
@@ -33,7 +34,8 @@ def test_report_against_base_shows_deltas_and_the_raised_budget(project: Path, t
     summary = project / "summary.md"
     env = {**tool_env, "GITHUB_STEP_SUMMARY": str(summary)}
     markdown = run(["carbon-budget", "report", "--base", base], project, env).stdout
-    assert markdown.splitlines()[1].startswith("## ✅ Carbon budget: within budget")
+    # within budget, but against a budget this very change raised: never a plain pass
+    assert markdown.splitlines()[1] == "## ⚠️ Carbon budget: within budget, loosened by this change"
     assert "budget.energy_kwh raised** 0.0005 → 0.005 in this change" in markdown
     assert "| train.epochs | 3 | 5 |" in markdown
     assert "| train |" in markdown and "%)" in markdown
@@ -116,3 +118,40 @@ def test_queued_experiments_land_in_one_store(project: Path, tool_env: dict[str,
     assert len(parents) == 2 and energy >= 2 * 6
     shown = run(["dvc", "exp", "show", "--no-pager", "--json"], project, tool_env).stdout
     assert "energy_kwh" in shown and "co2_kg" in shown and "model_size_mb" in shown and "test_accuracy" in shown
+
+
+@pytest.mark.integration
+def test_review_judges_the_base_with_its_own_stages_and_names_what_loosened(
+    project: Path, tool_env: dict[str, str]
+) -> None:
+    """A pull request that takes train's record out of the gate's deps, then exempts train, never looks cheaper:
+    the base's total is its own gate's, and what the change loosened is named in the verdict."""
+    env = {**tool_env, "CARBON_BUDGET_WORKER": "off"}
+    run(["dvc", "repro"], project, env)
+    base = commit_all(project, env, "base figures")
+    base_total = json.loads((project / "metrics/gate.json").read_text())["energy_kwh"]
+    train = json.loads((project / "metrics/emissions/train.json").read_text())["energy_kwh"]
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())
+    gate = pipeline["stages"]["gate"]
+    gate["deps"] = [d for d in gate["deps"] if d != "metrics/emissions/train.json"]
+    (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    run(["dvc", "repro"], project, env, check=False)  # whatever the gate says now, the report must not hide it
+    commit_all(project, env, "train out of the gate's deps")
+
+    document = json.loads(run(["carbon-budget", "report", "--base", base, "--format", "json"], project, env).stdout)
+    assert document["totals"]["energy_kwh"]["base"] == pytest.approx(base_total, rel=1e-9)
+    assert "| train |" in run(["carbon-budget", "report", "--base", base], project, env).stdout
+
+    # then train stops declaring its record and is exempted: the head's gate counts it no more
+    outs = pipeline["stages"]["train"]["outs"]
+    pipeline["stages"]["train"]["outs"] = [o for o in outs if o != {"metrics/emissions/train.json": {"cache": False}}]
+    (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    edit_params(project, budget={"exempt": {"train": "measured elsewhere"}})
+    document = json.loads(run(["carbon-budget", "report", "--base", base, "--format", "json"], project, env).stdout)
+    assert document["totals"]["energy_kwh"]["base"] == pytest.approx(base_total, rel=1e-9)
+    loosened = {c["key"]: c for c in document["loosened"]}
+    assert {"train", "budget.exempt.train"} <= set(loosened) and loosened["train"]["base"] == train
+    assert document["verdict"]["loosened"] is True
+    markdown = run(["carbon-budget", "report", "--base", base], project, env).stdout
+    assert not markdown.splitlines()[1].startswith("## ✅"), markdown
+    assert "- ⚠️ **train** no longer counted" in markdown and "**budget.exempt.train added**" in markdown

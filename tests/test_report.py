@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.gate.budgets import Verdict
+from carbon_budget.layout import record_path
+from carbon_budget.records.record import save_record
 from carbon_budget.report.compare import (
     Side,
+    base_side,
     budget_changes,
     compare,
     energy,
+    git_commit,
+    in_project,
+    judged_side,
     mass,
     params_changes,
     render_markdown,
@@ -17,6 +27,8 @@ from carbon_budget.report.compare import (
 )
 from carbon_budget.report.noise import Noise, unlike
 from carbon_budget.report.remeasure import _median_run, _spreads
+from tests.conftest import run
+from tests.test_budgets import record
 
 
 def side(label: str, energy_kwh: float, epochs: int = 20, budget: float = 0.001) -> Side:
@@ -181,3 +193,99 @@ def test_remeasured_sides_keep_a_median_run_whose_stages_add_up() -> None:
     runs = [{"train": {"energy_kwh": e, "co2_kg": e * 0.4, "duration_s": 1.0}} for e in (1.0, 1.2, 0.9)]
     assert _median_run(runs)["train"]["energy_kwh"] == 1.0
     assert _spreads(runs)["total.energy_kwh"] == pytest.approx(30.0)
+
+
+def test_what_this_change_loosens_is_named_and_the_verdict_is_no_plain_pass() -> None:
+    """A stage the base counted and the head does not, a new exemption, any setting every figure is computed with:
+    each by name, beside a raised budget; a dropped exemption or a reworded reason loosens nothing."""
+    base, head = side("main", 1e-5), side("now", 1e-5)
+    base.records["evaluate"] = {**base.records["train"], "energy_kwh": 4e-6}
+    base.params.update(carbon={"intensity_g_per_kwh": None}, usage={"predictions": {"per_day": 100, "days": 365}})
+    base.params["budget"]["exempt"] = {"lint": "no CPU worth measuring", "docs": "static files"}
+    head.params.update(carbon={"intensity_g_per_kwh": 50.0}, usage={"predictions": {"per_day": 100, "days": 30}})
+    head.params["budget"].update(energy_kwh=0.002, exempt={"lint": "reworded", "evaluate": "trust me"})
+    document = compare(head, base, Verdict([]), "abc123")
+    loosened = {c["key"]: c for c in document["loosened"]}
+    assert sorted(loosened) == [
+        "budget.energy_kwh",
+        "budget.exempt.evaluate",
+        "carbon.intensity_g_per_kwh",
+        "evaluate",
+        "usage.predictions.days",
+    ]
+    assert loosened["evaluate"]["change"] == "no longer counted" and loosened["evaluate"]["base"] == 4e-6
+    assert document["verdict"] == {"passed": True, "failures": [], "loosened": True}
+    evaluate = next(s for s in document["stages"] if s["stage"] == "evaluate")
+    assert evaluate["counted"] is False and evaluate["energy_kwh"]["base"] == 4e-6
+    assert document["totals"]["energy_kwh"]["verdict"] == "not compared"  # a total over fewer stages is no saving
+    markdown = render_markdown(document)
+    assert markdown.splitlines()[1] == "## ⚠️ Carbon budget: within budget, loosened by this change"
+    assert "- ⚠️ **evaluate** no longer counted: 4 mWh at base" in markdown
+    assert "- ⚠️ **budget.exempt.evaluate added** None → trust me (a stage exempted from the budget)" in markdown
+    assert "- ⚠️ **carbon.intensity_g_per_kwh changed** None → 50.0" in markdown
+    assert "| evaluate | – | – | 4 mWh |" not in markdown and "**not counted in this revision**" in markdown
+
+    same = compare(side("now", 1e-5), side("main", 1e-5), Verdict([]), "abc123")
+    assert same["loosened"] == [] and render_markdown(same).splitlines()[1] == "## ✅ Carbon budget: within budget"
+
+
+DVC_YAML = """stages:
+  {stages}
+  gate:
+    cmd: carbon-budget gate --params carbon.yaml
+    deps: [{deps}]
+"""
+
+
+def write_revision(repo: Path, stages: list[str], env: dict[str, str]) -> str:
+    """A project of `stages`, each declaring its record, under a gate that depends on them, with its params in
+    carbon.yaml (no params.yaml at all): committed, its commit returned."""
+    body = "\n  ".join(f"{s}:\n    cmd: work\n    outs: [{record_path(s).as_posix()}]" for s in stages)
+    deps = ", ".join(record_path(s).as_posix() for s in stages)
+    (repo / "dvc.yaml").write_text(DVC_YAML.format(stages=body, deps=deps))
+    for stale in (repo / "metrics/emissions").glob("*.json"):
+        stale.unlink()
+    for number, stage in enumerate(stages, start=1):
+        save_record(repo / record_path(stage), record(stage, number * 1e-5))
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", f"stages {stages}"], repo, env)
+    return run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+
+
+def test_the_base_is_judged_with_its_own_stages_and_params_file(tmp_path: Path, tool_env: dict[str, str]) -> None:
+    """The base's total is its own gate's, whatever stages the head's gate counts, from the `--params` file."""
+    repo = tmp_path / "repo"
+    (repo / "metrics/emissions").mkdir(parents=True)
+    run(["git", "init", "-q"], repo, tool_env)
+    (repo / "carbon.yaml").write_text(yaml.safe_dump({"budget": {"energy_kwh": 0.001, "co2_kg": 1.0}}))
+    base_commit = write_revision(repo, ["prepare", "train", "evaluate"], tool_env)
+    write_revision(repo, ["prepare", "evaluate"], tool_env)  # train out of the pipeline and out of the gate
+    (repo / "carbon.yaml").write_text(yaml.safe_dump({"budget": {"energy_kwh": 0.002, "co2_kg": 1.0}}))  # uncommitted
+
+    head, verdict = judged_side("work tree", repo, repo / "carbon.yaml")
+    base = base_side("main", repo, base_commit, in_project(repo, repo / "carbon.yaml"))
+    assert list(base.records) == ["prepare", "train", "evaluate"] and list(head.records) == ["prepare", "evaluate"]
+    assert base.total("energy_kwh") == pytest.approx(6e-5) and head.total("energy_kwh") == pytest.approx(3e-5)
+    assert base.params["budget"]["energy_kwh"] == 0.001  # the base's own carbon.yaml, not the head's
+    document = compare(head, base, verdict, base_commit)
+    assert [c["key"] for c in document["loosened"]] == ["budget.energy_kwh", "train"]
+    assert document["totals"]["energy_kwh"]["base"] == pytest.approx(6e-5)
+    assert "**train** no longer counted: 20 mWh at base" in render_markdown(document)
+    with pytest.raises(CarbonBudgetError, match="not inside the project"):
+        in_project(repo, tmp_path / "elsewhere.yaml")
+
+
+def test_a_base_this_version_cannot_judge_is_compared_with_nothing_and_says_why(
+    tmp_path: Path, tool_env: dict[str, str]
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(["git", "init", "-q"], repo, tool_env)
+    (repo / "carbon.yaml").write_text(yaml.safe_dump({"budget": {"energy_kwh": 0.001, "co2_kg": 1.0}}))
+    run(["git", "add", "-A"], repo, tool_env)
+    run(["git", "commit", "-qm", "before any pipeline"], repo, tool_env)
+    base = base_side("main", repo, git_commit(repo, "HEAD"), Path("carbon.yaml"))
+    assert base.records == {} and base.unjudged is not None and "dvc.yaml" in base.unjudged
+    assert base.params == {"budget": {"energy_kwh": 0.001, "co2_kg": 1.0}}
+    markdown = render_markdown(compare(side("now", 1e-5), base, Verdict([]), "abc123"))
+    assert "_Base `main` could not be judged by this version (" in markdown

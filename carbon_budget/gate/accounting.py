@@ -76,11 +76,6 @@ def account(root: Path, exempt: dict[str, str]) -> Accounting:
     )
 
 
-def budgeted_stages(root: Path, exempt: dict[str, str] | None = None) -> list[str]:
-    """Stages whose records the gate accounts for, in dvc.yaml order."""
-    return account(root, exempt or {}).recorded
-
-
 def accounting_problems(accounting: Accounting, params_file: str) -> list[str]:
     """A stage measured by nothing, or an exemption of no stage, is named with the one command that fixes it."""
     problems = [

@@ -16,7 +16,6 @@ import yaml
 from carbon_budget.config import PARAMS_FILE, read_params_file, section_value
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import parse_yaml
-from carbon_budget.layout import record_path
 
 DVC_FILE = Path("dvc.yaml")
 OUTPUT_KINDS = ("outs", "metrics", "plots")
@@ -149,20 +148,6 @@ def _resolved_by_dvc(root: Path, document: dict[str, Any]) -> dict[str, dict[str
     except Exception as exc:  # DVC's ResolveError and its relatives carry the reason
         raise CarbonBudgetError(f"{root / DVC_FILE}: DVC cannot resolve its templating ({exc})") from None
     return {str(name): stage if isinstance(stage, dict) else {} for name, stage in stages.items()}
-
-
-def generated_recorded_stages(stages: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """The stages `foreach` makes (`NAME@KEY`) that write an emission record of their own."""
-    names = []
-    for name, stage in stages.items():
-        if not isinstance(stage, dict) or "foreach" not in stage or not isinstance(stage.get("do"), dict):
-            continue
-        for key, item in _foreach_keys(name, stage["foreach"], params).items():
-            generated = f"{name}@{key}"
-            outputs = declared_outputs(_interpolated(stage["do"], {**params, "key": key, "item": item}))
-            if record_path(generated).as_posix() in outputs:
-                names.append(generated)
-    return names
 
 
 def upstream_stages(stages: dict[str, Any], name: str) -> list[str]:

@@ -1,8 +1,10 @@
 """The pull-request answer: what this change costs against its base, and whether it stays within budget.
 
-`compare` is a pure function over two `Side`s (the work tree and a git ref, read the same way) and the
-gate's verdict; `render_markdown` turns its result into the comment people read. Budget changes get lines of
-their own: raising your own budget must be visible in review.
+`compare` is a pure function over two `Side`s and the gate's verdict; `render_markdown` turns its result into the
+comment people read. Each side is what its own gate judges (`judged_side`, `base_side`): the work tree with the
+verdict's very figures, and the base with its own stages, params and budgets, so a change cannot look cheaper by
+counting less. What a change loosens (a budget raised, a stage exempted or no longer counted, a setting every
+figure is computed with) is named in the verdict: relaxing your own budget must be visible in review.
 """
 
 from __future__ import annotations
@@ -10,29 +12,32 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from carbon_budget import layout
-from carbon_budget.config import ReportParams, SciParams, UsageParams, parse_section
+from carbon_budget.config import ReportParams, SciParams, UsageParams, parse_section, read_params_file
 from carbon_budget.errors import CarbonBudgetError
-from carbon_budget.files import parse_yaml
+from carbon_budget.gate import evidence as gating
 from carbon_budget.gate.budgets import Verdict
 from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe, distillation_payback
-from carbon_budget.records.dvcyaml import DVC_FILE, generated_recorded_stages
 from carbon_budget.records.record import measurement_of
 from carbon_budget.report.noise import NOT_COMPARED, Noise, judge, unlike
 
-Reader = Callable[[str], str | None]
 # Budgets where a smaller number is looser (a floor); every other budget is a ceiling, looser when larger.
 _HIGHER_IS_STRICTER = ("min_accuracy",)
+_EXEMPT = "budget.exempt."  # budget.exempt.STAGE: why a stage is not measured; each one is out of every total
+# settings every figure is computed with (power model, grid, embodied share, expected use): any change rescales
+# the figures the budgets judge, so it is called out beside a raised budget
+SCALING_SECTIONS = ("carbon", "sci", "usage")
 
 
 # the report's SCI figures (g CO2-eq per functional unit), by the footprint's score they read
@@ -47,6 +52,7 @@ class Side:
     params: dict[str, Any]
     records: dict[str, dict[str, Any]]
     export: dict[str, Any] = field(default_factory=dict)
+    unjudged: str | None = None  # why this version could not judge the revision (then it has no records)
 
     def total(self, key: str) -> float | None:
         values = [r.get(key) for r in self.records.values()]
@@ -75,7 +81,7 @@ class Side:
     @cached_property
     def footprint(self) -> Footprint:
         """This revision's SCI scores and lifetime, from its own records, export metrics and params."""
-        source = f"params.yaml at {self.label}"
+        source = f"the params file at {self.label}"
         return footprint(
             self.records,
             (self.export.get("deploy") or {}).get("inference"),
@@ -96,67 +102,82 @@ def _scaled(value: Any, factor: float) -> Any:
     return value * factor if isinstance(value, int | float) else None
 
 
-def work_tree_reader(root: Path) -> Reader:
-    def read(path: str) -> str | None:
-        try:
-            return (root / path).read_text(encoding="utf-8")
-        except OSError:
-            return None
-
-    return read
-
-
-def git_reader(root: Path, ref: str) -> tuple[Reader, str]:
-    """Read files as committed at `ref`; raises CarbonBudgetError when git does not know the ref."""
+def git_commit(root: Path, ref: str) -> str:
+    """The commit `ref` names; raises CarbonBudgetError when git does not know the ref."""
     resolved = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=root, capture_output=True, text=True
     )
     if resolved.returncode != 0:
         raise CarbonBudgetError(f"git does not know the base {ref!r} (fetch it first, e.g. `git fetch origin main`)")
-    commit = resolved.stdout.strip()
-
-    def read(path: str) -> str | None:
-        shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True)
-        return shown.stdout if shown.returncode == 0 else None
-
-    return read, commit
+    return resolved.stdout.strip()
 
 
-def _json(read: Reader, path: str) -> dict[str, Any]:
-    text = read(path)
-    if text is None:
-        return {}
+def in_project(root: Path, path: Path) -> Path:
+    """`path` (the `--params` file) relative to the project root: the same file is then found in any revision's
+    tree, the base's included."""
+    if not path.is_absolute():
+        return path
     try:
-        value = json.loads(text)
+        return path.resolve().relative_to(root.resolve())
     except ValueError:
+        raise CarbonBudgetError(f"{path} is not inside the project at {root}: the base has no such file") from None
+
+
+@contextmanager
+def tree_of(root: Path, commit: str) -> Iterator[Path]:
+    """`commit`'s files in a temporary folder, removed afterwards. `git archive` takes no lock and leaves no
+    worktree behind in the repository, and the gate needs nothing DVC caches to total a revision's records."""
+    with tempfile.TemporaryDirectory(prefix="carbon-budget-base-") as tmp:
+        archive = subprocess.Popen(["git", "archive", "--format=tar", commit], cwd=root, stdout=subprocess.PIPE)
+        assert archive.stdout is not None
+        try:
+            with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
+                tar.extractall(tmp, filter="data")
+        except tarfile.TarError as exc:
+            raise CarbonBudgetError(f"cannot read the files of {commit[:10]}: {exc}") from None
+        finally:
+            archive.stdout.close()
+            if archive.wait() != 0:
+                raise CarbonBudgetError(f"`git archive {commit[:10]}` failed (exit {archive.returncode})")
+        yield Path(tmp)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
 
 
-def _yaml(read: Reader, path: str) -> dict[str, Any]:
-    text = read(path)
-    try:
-        value = parse_yaml(text) if text else {}
-    except yaml.YAMLError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def judged_side(label: str, root: Path, params_file: Path) -> tuple[Side, Verdict]:
+    """A revision as its own gate judges it: the stages, params and budgets of the files under `root` (its params
+    at `params_file`), one judge call whose records are both the verdict's figures and the report's (the tool's
+    own line included)."""
+    verdict, evidence = gating.judge_file(params_file, root)
+    raw = read_params_file(params_file)
+    records = {name: record.model_dump(mode="json") for name, record in evidence.records.items()}
+    return Side(label, raw, records, _json(root / layout.DEPLOY_METRICS)), verdict
 
 
-def load_side(label: str, read: Reader, stages: list[str]) -> Side:
-    """One revision: `stages` (the gate's), and the stages `foreach` makes from that revision's own params."""
-    params = _yaml(read, "params.yaml")
-    declared = _yaml(read, DVC_FILE.as_posix()).get("stages")
-    try:
-        generated = generated_recorded_stages(declared if isinstance(declared, dict) else {}, params)
-    except CarbonBudgetError:
-        generated = []  # a base whose dvc.yaml this version cannot expand: its gate's own stages still compare
-    stages = [*stages, *(s for s in generated if s not in stages)]
-    records = {s: r for s in stages if (r := _json(read, layout.record_path(s).as_posix()))}
-    # the tool's own line, as the gate counted it: the report's totals are the gate's
-    itself = (_json(read, layout.GATE_METRICS.as_posix()).get("stages") or {}).get(layout.ITSELF)
-    if isinstance(itself, dict):
-        records[layout.ITSELF] = itself
-    return Side(label, params, records, _json(read, layout.DEPLOY_METRICS.as_posix()))
+def base_side(label: str, root: Path, commit: str, params_file: Path) -> Side:
+    """The base judged with its own dvc.yaml, params file and budgets, as committed at `commit`: its total is its
+    own gate's. Its tool's own line is local state, never committed: the one its gate counted (`metrics/gate.json`)
+    stands in. A base this version cannot judge (no gate stage yet, params it rejects) is compared with nothing,
+    and says why."""
+    with tree_of(root, commit) as tree:
+        try:
+            side, _ = judged_side(label, tree, tree / params_file)
+        except CarbonBudgetError as exc:
+            try:
+                params = read_params_file(tree / params_file, missing_ok=True)
+            except CarbonBudgetError:
+                params = {}
+            return Side(label, params, {}, unjudged=str(exc))
+        itself = (_json(tree / layout.GATE_METRICS).get("stages") or {}).get(layout.ITSELF)
+    if isinstance(itself, dict) and layout.ITSELF not in side.records:
+        return replace(side, records={**side.records, layout.ITSELF: itself})
+    return side
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +205,10 @@ def budget_changes(current: dict[str, Any], base: dict[str, Any]) -> list[dict[s
         old, new = before.get(key), now.get(key)
         if old == new:
             continue
-        if new is None and old is not None:
+        if key.startswith(_EXEMPT):  # a new exemption takes a stage out of the total; a reworded reason does not
+            kind = "added" if old is None else "removed" if new is None else "changed"
+            loosened = kind == "added"
+        elif new is None and old is not None:
             kind, loosened = "removed", True
         elif old is None:
             kind, loosened = "added", False
@@ -205,6 +229,33 @@ def params_changes(current: dict[str, Any], base: dict[str, Any]) -> list[dict[s
         for key in sorted(set(now) | set(before))
         if not key.startswith("budget.") and before.get(key) != now.get(key)
     ]
+
+
+def loosenings(current: Side, base: Side) -> list[dict[str, Any]]:
+    """What this change relaxes, each by name: a budget raised or removed, a stage exempted, a stage the base's
+    gate counted that this revision's does not, and any change to a setting every figure is computed with."""
+    found = [
+        {**c, "why": "a stage exempted from the budget" if c["key"].startswith(_EXEMPT) else "a budget relaxed"}
+        for c in budget_changes(current.params, base.params)
+        if c["loosened"]
+    ]
+    found += [
+        {
+            "key": stage,
+            "change": "no longer counted",
+            "base": record.get("energy_kwh"),
+            "current": None,
+            "why": "the base's gate counted this stage; this revision's total leaves it out",
+        }
+        for stage, record in base.records.items()
+        if stage not in current.records and stage != layout.ITSELF  # the tool's own line is local state
+    ]
+    found += [
+        {**c, "change": "changed", "why": "every figure is computed with it: base and head are not scaled alike"}
+        for c in params_changes(current.params, base.params)
+        if c["key"].split(".")[0] in SCALING_SECTIONS
+    ]
+    return found
 
 
 FIGURES = (
@@ -236,9 +287,17 @@ MEASURED_FIGURES = ("duration_s", "energy_kwh", "co2_kg")
 WORK_FIGURES = ("cpu_s", "epochs_run")
 
 
-def _stage_entry(name: str, record: dict[str, Any], before: dict[str, Any] | None, noise: Noise) -> dict[str, Any]:
+def _stage_entry(
+    name: str, record: dict[str, Any] | None, before: dict[str, Any] | None, noise: Noise
+) -> dict[str, Any]:
+    """One stage's row; `record` None for a stage the base counted and this revision does not (`counted: false`)."""
+    entry: dict[str, Any] = {"stage": name}
+    if record is None:
+        assert before is not None
+        entry |= {"measurement": _measurement(before), "counted": False}
+        return entry | {key: _delta(None, before.get(key)) | NOT_COMPARED for key in MEASURED_FIGURES}
     differs = unlike(record, before) if before and "hardware" in record and "hardware" in before else None
-    entry: dict[str, Any] = {"stage": name, "measurement": _measurement(record)}
+    entry["measurement"] = _measurement(record)
     if before is not None and record.get("record_id") and record.get("record_id") == before.get("record_id"):
         entry["rerun"] = False  # DVC did not rerun it: this is the base's own record
     for key in MEASURED_FIGURES:
@@ -265,16 +324,24 @@ def compare(
     noise = noise or Noise.default(ReportParams().noise_pct)
     base_records = base.records if base else {}
     budgets = current.params.get("budget") or {}
-    stages = [_stage_entry(name, record, base_records.get(name), noise) for name, record in current.records.items()]
+    loosened = loosenings(current, base) if base else []
+    uncounted = [c["key"] for c in loosened if c["change"] == "no longer counted"]
+    names = [*current.records, *uncounted]
+    stages = [_stage_entry(n, current.records.get(n), base_records.get(n), noise) for n in names]
     unlike_stages = [s["stage"] for s in stages if "not_compared" in s]
     scored = current.footprint
     totals = {}
     for name in FIGURES:
         entry = _delta(current.figure(name), base.figure(name) if base else None)
         measured = name in (*MEASURED_FIGURES, *MEASURED_TOTALS)
-        if measured and unlike_stages:
+        if measured and (unlike_stages or uncounted):
             entry.update(NOT_COMPARED)
-            entry["not_compared"] = f"stages measured differently from the base: {', '.join(unlike_stages)}"
+            reasons = []
+            if unlike_stages:
+                reasons.append(f"stages measured differently from the base: {', '.join(unlike_stages)}")
+            if uncounted:  # a total over fewer stages is no saving
+                reasons.append(f"stages the base counted and this revision does not: {', '.join(uncounted)}")
+            entry["not_compared"] = "; ".join(reasons)
         else:  # a model's size, parameters and accuracy are the work itself: no power model, no band by default
             band = noise.band(f"total.{name}") if measured else noise.by_figure.get(f"total.{name}", 0.0)
             entry.update(judge(entry["delta_pct"], band))
@@ -283,13 +350,15 @@ def compare(
         totals[name] = entry
     return {
         "noise": {"source": noise.source, "default_pct": noise.default_pct},
-        "verdict": {"passed": verdict.passed, "failures": verdict.failures()},
+        "verdict": {"passed": verdict.passed, "failures": verdict.failures(), "loosened": bool(loosened)},
+        "loosened": loosened,
         "base": None
         if base is None
         else {
             "ref": base.label,
             "commit": base_commit,
             "has_records": bool(base.records),
+            "unjudged": base.unjudged,
         },
         "stages": stages,
         "totals": totals,
@@ -386,24 +455,39 @@ def _versus_noise(entry: dict[str, Any]) -> str:
     return f"no significant change (±{entry['noise_pct']:.1f} %)"
 
 
+def _loosening(change: dict[str, Any]) -> str:
+    """One line of the verdict's list: what loosened, by name, from what to what, and why it counts."""
+    if change["change"] == "no longer counted":
+        return f"**{change['key']}** no longer counted: {energy(change['base'])} at base ({change['why']})"
+    return f"**{change['key']} {change['change']}** {change['base']} → {change['current']} ({change['why']})"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    verdict = report["verdict"]
+    verdict, loosened = report["verdict"], report["loosened"]
     lines = ["<!-- carbon-budget-report -->"]
-    if verdict["passed"]:
-        lines.append("## ✅ Carbon budget: within budget")
-    else:
+    if not verdict["passed"]:
         lines.append("## ❌ Carbon budget: over budget")
         lines += [f"- {failure}" for failure in verdict["failures"]]
+    elif loosened:  # within the budget this change itself relaxed: never a plain pass
+        lines.append("## ⚠️ Carbon budget: within budget, loosened by this change")
+    else:
+        lines.append("## ✅ Carbon budget: within budget")
+    if loosened:
+        lines.append("\n**Loosened by this change** (reviewers, please confirm each is intended):")
+        lines += [f"- ⚠️ {_loosening(change)}" for change in loosened]
     base = report["base"]
     if base is None:
         lines.append("\n_No base given: figures of this revision only._")
+    elif base.get("unjudged"):
+        lines.append(
+            f"\n_Base `{base['ref']}` could not be judged by this version ({base['unjudged']}): no comparison._"
+        )
     elif not base["has_records"]:
         lines.append(
             f"\n_Base `{base['ref']}` has no emission records yet (first run of the pipeline there): no comparison._"
         )
     else:
         lines.append(f"\nCompared with base `{base['ref']}` (`{(base['commit'] or '')[:10]}`).")
-    raised = [c for c in report["budget_changes"] if c["loosened"]]
     if report["budget_changes"]:
         lines.append("\n### Budget changes")
         for change in report["budget_changes"]:
@@ -411,8 +495,6 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"- {mark}**{change['key']} {change['change']}** {change['base']} → {change['current']} in this change"
             )
-        if raised:
-            lines.append("\n_This change relaxes its own budget: reviewers, please confirm it is intended._")
     lines.append(f"\n### Totals ({report['measurement']})\n")
     lines.append(f"_Noise band: {report['noise']['source']}._\n")
     lines.append("| figure | this change | base | change | vs noise | budget |")
@@ -443,6 +525,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             if key == "energy_kwh":
                 cells.append(_versus_noise(entry) if report["base"] else "")
         how = stage["measurement"] + ("; not rerun (the base's record)" if stage.get("rerun") is False else "")
+        if stage.get("counted") is False:
+            how = f"**not counted in this revision** (the base's record: {how})"
         lines.append(f"| {stage['stage']} | {' | '.join(cells)} | {how} |")
     unlike_lines = [f"- {s['stage']}: {s['not_compared']}" for s in report["stages"] if s.get("not_compared")]
     if unlike_lines:

@@ -5,13 +5,14 @@ uncommitted changes) out into temporary git worktrees that share this project's 
 measured stages (`dvc repro --force`) of each, alternating base and head N times so the host's drift hits both
 alike. Each side's figure is its median run (the run whose total energy is the median, so its stages still add
 up to its total); the noise band of each figure is the relative range of the base's runs plus the head's (two
-medians of a few noisy runs each can lie that far apart with no change at all).
-Remeasured runs publish to a throwaway MLflow store, not the team's.
+medians of a few noisy runs each can lie that far apart with no change at all). Each run's records are the
+stages that side's own gate owes, as it judges them after the run: a run that leaves any of them failed or
+unwritten fails the remeasure (over budget is a figure like any other).
+Remeasured runs publish to a throwaway MLflow store, not the team's, in their gate's own process.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -24,6 +25,7 @@ from typing import Any
 
 from carbon_budget import layout
 from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.gate.evidence import judge_file
 from carbon_budget.report.noise import Noise, spread_pct
 
 
@@ -47,20 +49,40 @@ def _worktree(root: Path, where: Path, commit: str) -> None:
     subprocess.run([dvc, "checkout", "--quiet"], cwd=where, capture_output=True, check=False)
 
 
-def _run(where: Path, stages: list[str], env: dict[str, str]) -> dict[str, dict[str, Any]]:
+class RemeasureFailed(CarbonBudgetError):
+    """A side's `dvc repro` did not leave a record of every stage its gate owes: no figure of it is a measurement."""
+
+
+# publish.worker's switch (a layer above this one): remeasured runs start no background worker, which would
+# outlive its run and still write into a worktree being deleted
+WORKER_SWITCH = "CARBON_BUDGET_WORKER"
+TAIL_LINES = 15  # of `dvc repro`'s output, enough to show which stage failed and why
+
+
+def _run(where: Path, params_file: Path, env: dict[str, str], what: str) -> dict[str, dict[str, Any]]:
+    """One forced run of the pipeline in `where`, then its records as its own gate judges them (the stages that
+    revision owes). Over budget is a figure like any other; a stage that failed, or never ran, fails the remeasure."""
+    for stale in (where / layout.RECORDS_DIR).glob("*.json"):
+        stale.unlink()  # the records git checked out are not this run's: a stage that never runs must leave none
     done = subprocess.run(
-        [shutil.which("dvc") or "dvc", "repro", "--force"], cwd=where, env=env, capture_output=True, text=True
+        [shutil.which("dvc") or "dvc", "repro", "--force"],
+        cwd=where,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    records = {}
-    for stage in stages:
-        path = where / layout.record_path(stage)
-        if path.is_file():
-            records[stage] = json.loads(path.read_text())
-    if not records:
-        raise CarbonBudgetError(
-            f"remeasuring in {where.name}: `dvc repro --force` wrote no record\n{done.stderr[-800:]}"
+    # the tool's own line there is the cost of publishing to the throwaway store: no revision's, and not judged
+    (where / layout.ITSELF_RECORD).unlink(missing_ok=True)
+    verdict, evidence = judge_file(where / params_file, where)
+    if verdict.problems:
+        tail = "\n".join(done.stdout.rstrip().splitlines()[-TAIL_LINES:])
+        raise RemeasureFailed(
+            f"remeasuring {what} failed (`dvc repro --force` exited {done.returncode}), so nothing was compared:\n"
+            + "\n".join(f"  - {problem}" for problem in verdict.problems)
+            + f"\nlast lines of `dvc repro --force`:\n{tail}"
         )
-    return records
+    return {name: r.model_dump(mode="json") for name, r in evidence.records.items() if name != layout.ITSELF}
 
 
 def _median_run(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -79,36 +101,47 @@ def _spreads(runs: list[dict[str, dict[str, Any]]]) -> dict[str, float]:
     return spreads
 
 
+def _remove(root: Path, tmp: Path, places: dict[str, Path]) -> None:
+    """Take the worktrees away, then the folder, even where something late still wrote into it: git forgets the
+    worktrees whatever is left on disk."""
+    for place in places.values():
+        subprocess.run(["git", "worktree", "remove", "--force", str(place)], cwd=root, capture_output=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True)
+
+
 def remeasure(
     root: Path,
     base_commit: str,
     runs: int,
-    stages: list[str],
+    params_file: Path,
     default_pct: float,
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], Noise]:
-    """(head's median records, base's median records, the noise band), from `runs` alternated runs of each."""
+    """(head's median records, base's median records, the noise band), from `runs` alternated runs of each; each
+    side's records are the stages its own gate owes (`params_file`, relative to the project root, at that side).
+
+    Raises RemeasureFailed when a run leaves no record of a stage its gate owes (a stage failed, or never ran)."""
     if runs < 1:
         raise CarbonBudgetError(f"--remeasure {runs}: give at least 1 run of each side")
-    with tempfile.TemporaryDirectory(prefix="carbon-budget-remeasure-") as tmp:
-        places = {"base": Path(tmp) / "base", "head": Path(tmp) / "head"}
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}"}
-        env.pop("DVC_ROOT", None)
-        try:
-            _worktree(root, places["base"], base_commit)
-            _worktree(root, places["head"], "HEAD")
-            patch = _git(root, "diff", "HEAD", "--binary")
-            if patch.strip():  # this revision is the work tree, uncommitted changes included
-                _git(places["head"], "apply", "--whitespace=nowarn", stdin=patch)
-            measured: dict[str, list[dict[str, dict[str, Any]]]] = {"base": [], "head": []}
-            for index in range(runs):
-                order = ("base", "head") if index % 2 == 0 else ("head", "base")
-                for side in order:
-                    progress(f"remeasure {index + 1}/{runs}: {side} ...")
-                    measured[side].append(_run(places[side], stages, env))
-        finally:
-            for place in places.values():
-                subprocess.run(["git", "worktree", "remove", "--force", str(place)], cwd=root, capture_output=True)
+    tmp = Path(tempfile.mkdtemp(prefix="carbon-budget-remeasure-"))
+    places = {"base": tmp / "base", "head": tmp / "head"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", WORKER_SWITCH: "off"}
+    env.pop("DVC_ROOT", None)
+    try:
+        _worktree(root, places["base"], base_commit)
+        _worktree(root, places["head"], "HEAD")
+        patch = _git(root, "diff", "HEAD", "--binary")
+        if patch.strip():  # this revision is the work tree, uncommitted changes included
+            _git(places["head"], "apply", "--whitespace=nowarn", stdin=patch)
+        measured: dict[str, list[dict[str, dict[str, Any]]]] = {"base": [], "head": []}
+        for index in range(runs):
+            order = ("base", "head") if index % 2 == 0 else ("head", "base")
+            for side in order:
+                progress(f"remeasure {index + 1}/{runs}: {side} ...")
+                measured[side].append(_run(places[side], params_file, env, f"{side} (run {index + 1} of {runs})"))
+    finally:
+        _remove(root, tmp, places)
     # the two sides' spreads added: two medians of a few noisy runs each can lie that far apart with no change
     spreads: dict[str, float] = {}
     for side in ("base", "head"):
