@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from carbon_budget.errors import CarbonBudgetError
+from carbon_budget.scaffold.ci import CI_PROVIDERS
 
 if TYPE_CHECKING:
     from carbon_budget.gate.evidence import Evidence
@@ -286,7 +287,14 @@ def _history(
     help="The params file that gets the `budget:` and `carbon:` sections, relative to the project root.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the diff and change nothing.")
-def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
+@click.option(
+    "--ci",
+    type=click.Choice(CI_PROVIDERS),
+    default=None,
+    help="Also write a pull-request workflow for this CI (github: .github/workflows/carbon-budget.yml) that runs"
+    " the pipeline with its gate and posts the report as one comment.",
+)
+def init(stage_names: str | None, params_file: str, dry_run: bool, ci: str | None) -> None:
     """Add a carbon budget to the DVC project in this directory: measure its stages with `carbon-budget track`,
     add a `carbon_gate` stage that fails `dvc repro` when over budget, and add budget defaults to the params file.
 
@@ -298,7 +306,7 @@ def init(stage_names: str | None, params_file: str, dry_run: bool) -> None:
     if names == []:
         raise click.BadParameter("name at least one stage, e.g. --stages train,evaluate", param_hint="--stages")
     try:
-        plan = scaffold.plan(Path.cwd(), names, params_file)
+        plan = scaffold.plan(Path.cwd(), names, params_file, ci)
     except CarbonBudgetError as exc:
         _fail(exc)
         return
