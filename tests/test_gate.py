@@ -82,7 +82,17 @@ def test_accuracy_budget_without_the_deployed_artifacts_accuracy_fails_closed(tm
 def test_over_budget_names_the_key(tmp_path: Path) -> None:
     root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.0001\n  co2_kg: 0.01\n")
     verdict, _ = judge_file(root / "params.yaml", root)
-    assert verdict.failures() == ["energy (total): 0.001 kWh > budget 0.0001 kWh (params.yaml budget.energy_kwh)"]
+    assert verdict.failures() == [
+        f"energy (total): 0.001 kWh > budget 0.0001 kWh ({root / 'params.yaml'} budget.energy_kwh)"
+    ]
+
+
+def test_the_failure_names_the_params_file_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = foreign_project(tmp_path, "budget:\n  energy_kwh: 0.0001\n  co2_kg: 0.01\n")
+    (root / "params.yaml").rename(root / "carbon.yaml")
+    monkeypatch.chdir(root)
+    verdict, _ = judge_file(Path("carbon.yaml"), root)
+    assert verdict.failures() == ["energy (total): 0.001 kWh > budget 0.0001 kWh (carbon.yaml budget.energy_kwh)"]
 
 
 def test_foreach_stages_that_write_records_are_owed_by_params(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from carbon_budget.errors import CarbonBudgetError
-from carbon_budget.gate.budgets import Verdict
+from carbon_budget.gate.budgets import BudgetLine, Verdict
 from carbon_budget.layout import record_path
 from carbon_budget.records.record import save_record
 from carbon_budget.report.compare import (
@@ -109,11 +109,20 @@ def test_compare_and_markdown() -> None:
     assert "+1 Wh (+100.0%)" in markdown
 
 
+def test_the_report_words_a_failing_verdict_as_the_gate_does() -> None:
+    over = Verdict([BudgetLine("energy (total)", "budget.energy_kwh", "kWh", 0.001, 0.002)])
+    markdown = render_markdown(compare(side("now", 0.002), None, over, None))
+    assert "## ❌ Carbon budget exceeded" in markdown and over.summary().startswith("carbon budget exceeded:")
+    assert "energy (total): 0.002 kWh > budget 0.001 kWh (params.yaml budget.energy_kwh)" in markdown
+
+
 def test_base_without_records_says_so() -> None:
     empty = Side("main", {}, {})
-    report = compare(side("now", 0.002), empty, Verdict([], ["over"]), "abc")
+    report = compare(side("now", 0.002), empty, Verdict([], ["metrics/emissions/x.json: missing"]), "abc")
     markdown = render_markdown(report)
-    assert "over budget" in markdown and "has no emission records yet" in markdown
+    # the gate's own words: missing evidence is no "over budget"
+    assert "## ❌ Carbon budget cannot be verified: its evidence is missing or broken" in markdown
+    assert "has no emission records yet" in markdown
     assert report["totals"]["energy_kwh"]["delta"] is None
 
 
@@ -214,7 +223,7 @@ def test_what_this_change_loosens_is_named_and_the_verdict_is_no_plain_pass() ->
         "usage.predictions.days",
     ]
     assert loosened["evaluate"]["change"] == "no longer counted" and loosened["evaluate"]["base"] == 4e-6
-    assert document["verdict"] == {"passed": True, "failures": [], "loosened": True}
+    assert document["verdict"] == {"passed": True, "heading": "within budget", "failures": [], "loosened": True}
     evaluate = next(s for s in document["stages"] if s["stage"] == "evaluate")
     assert evaluate["counted"] is False and evaluate["energy_kwh"]["base"] == 4e-6
     assert document["totals"]["energy_kwh"]["verdict"] == "not compared"  # a total over fewer stages is no saving

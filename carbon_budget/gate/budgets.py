@@ -6,11 +6,11 @@ or a figure that could not be found, is a failure, never a silent pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from carbon_budget import layout
-from carbon_budget.config import BudgetParams, ReportParams
+from carbon_budget.config import PARAMS_FILE, BudgetParams, ReportParams
 from carbon_budget.gate.footprint import Footprint
 from carbon_budget.records.record import EmissionRecord
 
@@ -29,9 +29,15 @@ class BudgetLine:
     # the band repeated measurements of this figure move in (`report.noise_pct`), 0 for figures that are the work
     # itself (a model's size, its accuracy): a budget inside it passes or fails by chance
     noise_pct: float = 0.0
+    # the params file the budget was read from, which the failure names
+    params_file: str = PARAMS_FILE
+    # False when evidence the figure sums is missing (a stage's record): the figure is then no measurement at all
+    complete: bool = True
 
     @property
     def passed(self) -> bool:
+        if not self.complete:
+            return False
         return self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
 
     @property
@@ -48,7 +54,7 @@ class BudgetLine:
         relation = "<" if self.higher_is_better else ">"
         return (
             f"{self.name}: {self.measured:.6g} {self.unit} {relation} budget {self.limit:.6g} {self.unit}"
-            f" (params.yaml {self.key})"
+            f" ({self.params_file} {self.key})"
         )
 
 
@@ -61,19 +67,26 @@ class Verdict:
     def passed(self) -> bool:
         return not self.problems and all(line.passed for line in self.lines)
 
+    def over(self) -> list[BudgetLine]:
+        """The lines over their budget; a line whose figure is unknown is not one (its missing evidence is)."""
+        return [line for line in self.lines if line.complete and not line.passed]
+
     def failures(self) -> list[str]:
-        return [*self.problems, *(line.failure() for line in self.lines if not line.passed)]
+        return [*self.problems, *(line.failure() for line in self.over())]
+
+    def heading(self) -> str:
+        """What a failing verdict is, in the words the gate, its table and the report all use: over budget and
+        unverifiable are different news."""
+        over = bool(self.over())
+        if over and self.problems:
+            return "carbon budget exceeded, and its evidence is missing or broken"
+        if over:
+            return "carbon budget exceeded"
+        return "carbon budget cannot be verified: its evidence is missing or broken"
 
     def summary(self) -> str:
-        """The message a failing gate ends with: over budget and unverifiable are different news."""
-        over = any(not line.passed for line in self.lines)
-        if over and self.problems:
-            heading = "carbon budget exceeded, and its evidence is missing or broken"
-        elif over:
-            heading = "carbon budget exceeded"
-        else:
-            heading = "carbon budget cannot be verified: its evidence is missing or broken"
-        return heading + ":\n  " + "\n  ".join(self.failures())
+        """The message a failing gate ends with."""
+        return self.heading() + ":\n  " + "\n  ".join(self.failures())
 
 
 @dataclass(frozen=True)
@@ -103,12 +116,15 @@ def check(
     problems: list[str],
     noise_pct: float = ReportParams().noise_pct,
     footprint: Footprint | None = None,
+    params_file: str = PARAMS_FILE,
+    missing: tuple[str, ...] = (),
 ) -> Verdict:
     """Compare every configured budget with its figure; a figure that is None is a problem, not a pass.
 
     Energy and CO2 are always judged; model size, accuracy and the deployed model's use (`footprint`: its
     energy per prediction, lifetime and SCI) only when their budget is set. Measured figures carry `noise_pct`,
-    the band their repeated measurement moves in, so a budget set inside it shows as one."""
+    the band their repeated measurement moves in, so a budget set inside it shows as one. `missing` names owed
+    stages without a record: the totals then sum part of the pipeline and are shown as unknown, never as a pass."""
     problems = list(problems)
     total = totals(records)
     lines = [
@@ -120,9 +136,17 @@ def check(
             total.energy_kwh,
             total.method,
             noise_pct=noise_pct,
+            complete=not missing,
         ),
         BudgetLine(
-            "co2 (total)", "budget.co2_kg", "kg", budget.co2_kg, total.co2_kg, total.method, noise_pct=noise_pct
+            "co2 (total)",
+            "budget.co2_kg",
+            "kg",
+            budget.co2_kg,
+            total.co2_kg,
+            total.method,
+            noise_pct=noise_pct,
+            complete=not missing,
         ),
     ]
     for stage, stage_budget in sorted(budget.stages.items()):
@@ -157,7 +181,7 @@ def check(
                 )
             )
     lines += _footprint_lines(budget, footprint or Footprint(), problems, noise_pct)
-    return Verdict(lines, problems)
+    return Verdict([replace(line, params_file=params_file) for line in lines], problems)
 
 
 def _footprint_lines(

@@ -39,6 +39,8 @@ class Evidence:
     dvc_own_cpu_s: float | None = None
     # stages params.yaml exempts from measurement, with the reason given there
     exempt: dict[str, str] = field(default_factory=dict)
+    # stages the gate owes a record that it could not read: no total over the pipeline is known without them
+    missing: tuple[str, ...] = ()
 
     def dvc_own_j(self) -> float | None:
         """DVC's own CPU-seconds at the per-thread TDP the stage records charged, where one names a TDP."""
@@ -162,6 +164,7 @@ def gather(
         measured,
         dvc_own_cpu_seconds(),
         accounting.exempt,
+        tuple(stage for stage in [*accounting.recorded, *accounting.unmeasured] if stage not in records),
     )
 
 
@@ -218,6 +221,8 @@ def judge(
         evidence.problems,
         gate.report.noise_pct,
         evidence.footprint,
+        params_file,
+        evidence.missing,
     )
     return verdict, evidence
 
@@ -247,6 +252,7 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
                 "method": line.method,
                 "noise_pct": line.noise_pct,
                 "within_noise": line.within_noise,
+                "complete": line.complete,
             }
             for line in verdict.lines
         ],
@@ -313,10 +319,12 @@ def render(verdict: Verdict, evidence: Evidence | None = None) -> str:
         [
             f"{line.name} ({line.key})",
             f"{line.limit:.4g} {line.unit}".rstrip(),
-            f"{line.measured:.4g} {line.unit}".rstrip(),
-            f"{line.headroom:+.3g}",
+            f"{line.measured:.4g} {line.unit}".rstrip() if line.complete else "–",
+            f"{line.headroom:+.3g}" if line.complete else "–",
             line.method or "-",
-            ("pass" if line.passed else "FAIL") + (" ~noise" if line.within_noise else ""),
+            (("pass" if line.passed else "FAIL") + (" ~noise" if line.within_noise else ""))
+            if line.complete
+            else "– (unknown)",
         ]
         for line in verdict.lines
     ]

@@ -350,7 +350,12 @@ def compare(
         totals[name] = entry
     return {
         "noise": {"source": noise.source, "default_pct": noise.default_pct},
-        "verdict": {"passed": verdict.passed, "failures": verdict.failures(), "loosened": bool(loosened)},
+        "verdict": {
+            "passed": verdict.passed,
+            "heading": "within budget" if verdict.passed else verdict.heading(),
+            "failures": verdict.failures(),
+            "loosened": bool(loosened),
+        },
         "loosened": loosened,
         "base": None
         if base is None
@@ -466,7 +471,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     verdict, loosened = report["verdict"], report["loosened"]
     lines = ["<!-- carbon-budget-report -->"]
     if not verdict["passed"]:
-        lines.append("## ❌ Carbon budget: over budget")
+        lines.append(f"## ❌ {verdict['heading'][0].upper()}{verdict['heading'][1:]}")
         lines += [f"- {failure}" for failure in verdict["failures"]]
     elif loosened:  # within the budget this change itself relaxed: never a plain pass
         lines.append("## ⚠️ Carbon budget: within budget, loosened by this change")
@@ -540,7 +545,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("|---|---|---|")
         lines += [f"| {c['key']} | {c['base']} | {c['current']} |" for c in report["params_changes"]]
     lines.append(
-        "\n<sub>Energy is estimated where no RAPL/NVML sensor exists (CPU load × TDP, RAM rule of thumb);"
-        " the `how` column says which.</sub>"
+        "\n<sub>Energy is measured where a RAPL/NVML sensor exists and estimated elsewhere (a stage's CPU-seconds ×"
+        " the CPU's per-thread TDP, RAM held × W per GB); the `how` column says which.</sub>"
     )
     return "\n".join(lines) + "\n"
