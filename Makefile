@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# the distribution was called carbon-budget-pipeline and installed a top-level `pipeline`: gone from old venvs too
 	# (before installing: both own the `carbon-budget` script)
 	$(BIN)/python -m pip uninstall --quiet --yes carbon-budget-pipeline 2>/dev/null || true
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[pipeline,lightning,transformers,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[pipeline,lightning,transformers,dev,docs]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -4,11 +4,13 @@ Face `Trainer` callbacks, with the real libraries on tiny models built here (no 
 Each framework trains once under a generous budget (completes, record `completed` with its forecast and actual
 energy) and once under a fifth of that run's energy (stops early, exits non-zero, record `aborted` by
 `budget_forecast`, far less energy spent); then the Lightning script runs as a stage of a DVC project set up by
-`carbon-budget init`, measured once by the `track` wrapper around it.
+`carbon-budget init`, measured once by the `track` wrapper around it. Each callback also drives a `TrainingBudget`
+its script opened (`budget=`): it stops the fit for that budget and leaves writing the record to the script.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from benchmarks.budget_callbacks import training_script
+from carbon_budget import CarbonBudgetError, TrainingBudget
 from tests.conftest import BIN, ROOT, run
 
 pytestmark = pytest.mark.integration
@@ -106,3 +109,61 @@ def test_callback_in_a_stage_set_up_by_init_uses_the_wrappers_meter(tmp_path: Pa
     assert aborted["status"] == "aborted" and aborted["tags"]["stopped_by"] == "budget_forecast"
     assert aborted["energy_kwh"] < 0.6 * record["energy_kwh"]
     assert "budget.stages.fit.energy_kwh" in failed.stdout + failed.stderr
+
+
+# The line each framework's script ends with: its fit, which the script given a budget runs inside that budget
+FIT = {"lightning": "trainer.fit(", "transformers": "Trainer(model=model"}
+
+
+def script_with_budget(framework: str, epochs: int, budget_epochs: int) -> str:
+    """The framework's training script, its callback driving a TrainingBudget the script opens around the fit. After
+    the fit, still inside the block, the script says whether a record exists yet: only leaving the block writes one."""
+    script = training_script(framework, epochs)
+    assert script.count("CarbonBudgetCallback()") == 1
+    script = script.replace("CarbonBudgetCallback()", "CarbonBudgetCallback(budget=budget)")
+    setup, fit = script.rstrip().rsplit("\n", 1)
+    assert fit.startswith(FIT[framework]), fit
+    opens = "from pathlib import Path\nfrom carbon_budget import TrainingBudget\n\n"
+    opens += f"budget = TrainingBudget({budget_epochs})\n"
+    says = "print('record after the fit:', Path('metrics/emissions/fit.json').exists())"
+    return f"{opens}{setup}\nwith budget:\n    {fit}\n    {says}\n"
+
+
+@pytest.mark.parametrize("framework", ["lightning", "transformers"])
+def test_a_callback_drives_the_budget_its_script_opened(
+    framework: str, tmp_path: Path, fit_env: dict[str, str]
+) -> None:
+    short = 3  # no forecast needed: the record shows the callback counted the epochs into the script's budget
+    folder = project(tmp_path, framework, 1.0)
+    (folder / "train.py").write_text(script_with_budget(framework, short, short))
+    done, record = train(folder, fit_env)
+    assert done.returncode == 0, done.stderr
+    assert "record after the fit: False" in done.stdout  # the callback did not close what it did not open
+    assert record["status"] == "completed" and record["extra_metrics"]["epochs_run"] == short
+
+    folder = project(tmp_path / "tight", framework, 1e-9)
+    (folder / "train.py").write_text(script_with_budget(framework, EPOCHS, EPOCHS))
+    stopped, aborted = train(folder, fit_env)
+    assert stopped.returncode != 0 and "ForecastOverrun" in stopped.stderr
+    assert "record after the fit: False" in stopped.stdout  # the fit ended early; the block raised on leaving
+    assert aborted["status"] == "aborted" and aborted["tags"]["stopped_by"] == "budget_forecast"
+    assert aborted["extra_metrics"]["epochs_run"] < EPOCHS
+
+
+def test_a_given_budget_must_cover_the_fits_epochs(tmp_path: Path, fit_env: dict[str, str]) -> None:
+    folder = project(tmp_path, "lightning", 1.0)
+    (folder / "train.py").write_text(script_with_budget("lightning", 3, 4))
+    done = subprocess.run(
+        [str(BIN / "python"), "train.py"], cwd=folder, env=fit_env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode != 0
+    assert "TrainingBudget(epochs=4) but Trainer(max_epochs)=3" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("framework", ["lightning", "transformers"])
+def test_a_given_budget_is_configured_already(framework: str, tmp_path: Path) -> None:
+    callbacks = importlib.import_module(f"carbon_budget.integrations.{framework}")
+    budget = TrainingBudget(3, "fit", params_file=tmp_path / "params.yaml")
+    assert callbacks.CarbonBudgetCallback(budget=budget).budget is budget
+    with pytest.raises(CarbonBudgetError, match="budget_kwh=, params_file="):
+        callbacks.CarbonBudgetCallback(budget_kwh=1.0, params_file=tmp_path / "params.yaml", budget=budget)
