@@ -9,15 +9,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.scaffold.ci import CI_PROVIDERS
-
-if TYPE_CHECKING:
-    from carbon_budget.gate.evidence import Evidence
 
 # This process loads no pydantic plugins; looking for them scans every installed package's entry points (~40 ms).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
@@ -47,23 +44,29 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
 
     Reads files only: without --publish it changes nothing, and needs neither MLflow nor a rerun.
     """
-    from carbon_budget.gate import evidence as gating
+    from carbon_budget.config import gate_params, read_params_file
+    from carbon_budget.publish.verdict import Decision, Publishing, decide
 
-    root = Path.cwd()
+    def show(decision: Decision) -> None:
+        if as_json:
+            click.echo(json.dumps(decision.document, indent=2, sort_keys=True))
+        else:
+            click.echo(decision.table, nl=False)
+
     try:
-        verdict, evidence = gating.judge_file(params_file, root, deciding=publish)
+        raw = read_params_file(params_file)
+        # the parent run logs the sections the tool reads; a team's own params are DVC's to track
+        publishing = Publishing({name: raw[name] for name in ("budget", "carbon") if name in raw}) if publish else None
+        decision = decide(gate_params(raw, str(params_file)), raw, Path.cwd(), str(params_file), show, publishing)
     except CarbonBudgetError as exc:
         _fail(exc)
         return
-    document = gating.verdict_document(verdict, evidence)
-    if as_json:
-        click.echo(json.dumps(document, indent=2, sort_keys=True))
-    else:
-        click.echo(gating.render(verdict, evidence), nl=False)
-    if publish and evidence.records:
-        _publish(params_file, document, evidence, root)
-    if not verdict.passed:
-        click.echo(verdict.summary(), err=True)
+    if decision.published:
+        click.echo(decision.published)
+    if decision.unpublished:  # MLflow away: the snapshot waits for `carbon-budget sync`
+        click.echo(f"warning: {decision.unpublished}", err=True)
+    if not decision.verdict.passed:
+        click.echo(decision.verdict.summary(), err=True)
         sys.exit(1)
 
 
@@ -118,23 +121,6 @@ def stages(params_file: Path, output: Path | None) -> None:
         else:
             owed = "the tool's own stage"
         click.echo(f"{name}: {owed}")
-
-
-def _publish(params_file: Path, document: dict[str, Any], evidence: Evidence, root: Path) -> None:
-    """Log a project's execution the way this pipeline's gate stage does; MLflow being away is a warning, not a
-    verdict (the snapshot waits for `carbon-budget sync`)."""
-    from carbon_budget.config import MlflowParams, parse_section, read_params_file
-    from carbon_budget.publish import tracking
-
-    try:
-        raw = read_params_file(params_file)
-        experiment = parse_section(raw, "mlflow", MlflowParams, str(params_file)).experiment
-        sections: dict[str, Any] = {name: raw[name] for name in ("budget", "carbon") if name in raw}
-        click.echo(
-            tracking.publish_execution(experiment, sections, document, evidence, [], root, [], tracking.tracking_uri())
-        )
-    except CarbonBudgetError as exc:
-        click.echo(f"warning: {exc}", err=True)
 
 
 @main.command()
@@ -372,3 +358,179 @@ def track(stage: str, output: Path | None, params_file: Path, in_shell: bool, co
     except CarbonBudgetError as exc:
         click.echo(f"error: {redact(str(exc), uri)}", err=True)  # it may quote the command, secrets and all
         sys.exit(1)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A click callback: `2h`, `90m`, `300s` (`0` only where it means "no wait") as a timedelta."""
+    from carbon_budget.intensity.window import parse_duration
+
+    if value is None:
+        return None
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not duration and param.name == "duration":
+        raise click.BadParameter("a job takes some time: give e.g. 2h, 90m or 300s")
+    return duration
+
+
+def _utc_time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A click callback: an ISO-8601 time with its zone (2026-12-01T12:00:00Z) as a UTC datetime."""
+    from carbon_budget.intensity.series import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_FORECAST_HELP = (
+    "The intensity forecast: a file (canonical CSV, or Electricity Maps, UK grid, WattTime or carbon-aware-sdk JSON,"
+    " told by its content) or a live provider: electricitymaps:ZONE, watttime:REGION, ukgrid,"
+    " carbon-aware-sdk:LOCATION (credentials from the environment)."
+)
+
+
+@main.command()
+@click.option("--forecast", "source", required=True, metavar="SOURCE", help=_FORECAST_HELP)
+@click.option(
+    "--duration",
+    default=None,
+    metavar="D",
+    callback=_duration,
+    help="How long the job runs: 2h, 90m, 300s. Default: estimated from the emission records of the stages"
+    " `dvc status` reports changed.",
+)
+@click.option(
+    "--finish-by",
+    default=None,
+    metavar="T",
+    callback=_utc_time,
+    help="The job must end by T (e.g. 2026-12-01T12:00:00Z).",
+)
+@click.option(
+    "--now",
+    default=None,
+    metavar="T",
+    callback=_utc_time,
+    help="Plan as if it were T (ISO-8601 with a zone); default: the clock.",
+)
+@click.option(
+    "--energy-kwh",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="The job's energy, to state the saving in grams too (default: from the records when the duration is"
+    " estimated).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: start, end, mean_g_per_kwh, now_g_per_kwh, saving_pct, source, reason (and saving_g, estimate).",
+)
+def window(
+    source: str,
+    duration: Any,
+    finish_by: Any,
+    now: Any,
+    energy_kwh: float | None,
+    as_json: bool,
+) -> None:
+    """Print the cleanest time to start a job of duration D: the start whose window has the lowest mean intensity
+    in the forecast, that mean, the intensity if started now, and the saving.
+
+    A forecast that has run out, a provider that is down or refuses the key, or no window that fits means "start
+    now", with the reason, and exit 0: shifting is advice, never a failure.
+    """
+    from datetime import UTC, datetime
+
+    from carbon_budget.intensity.estimate import estimate_run
+    from carbon_budget.intensity.window import format_duration, plan
+
+    estimate = None
+    if duration is None:
+        try:
+            estimate = estimate_run(Path.cwd())
+        except CarbonBudgetError as exc:
+            _fail(exc)
+            return
+        duration = estimate.duration
+        energy_kwh = estimate.energy_kwh if energy_kwh is None else energy_kwh
+    now = now or datetime.now(UTC)
+    chosen, _ = plan(source, Path.cwd(), now, duration, finish_by=finish_by)
+    saving_g = chosen.saving_g(energy_kwh) if energy_kwh is not None else None
+    if as_json:
+        document = chosen.as_dict() | {"saving_g": None if saving_g is None else round(saving_g, 6)}
+        document["estimate"] = estimate.how if estimate else None
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+        return
+    figure = lambda value: "unknown" if value is None else f"{value:.1f} g/kWh"  # noqa: E731
+    if estimate is not None:
+        click.echo(f"duration: {format_duration(duration)} ({estimate.how})")
+    later = f" (in {format_duration(chosen.start - now)})" if chosen.start > now else " (now)"
+    click.echo(f"start:   {chosen.as_dict()['start']}{later}")
+    click.echo(f"end:     {chosen.as_dict()['end']}")
+    click.echo(f"mean:    {figure(chosen.mean_g_per_kwh)} over the window")
+    click.echo(f"now:     {figure(chosen.now_g_per_kwh)} if started now")
+    saving = "unknown" if chosen.saving_pct is None else f"{chosen.saving_pct:.1f} %"
+    click.echo(f"saving:  {saving}" + (f" ({saving_g:.3g} g CO2 for {energy_kwh:.3g} kWh)" if saving_g else ""))
+    click.echo(f"source:  {chosen.source}")
+    click.echo(f"reason:  {chosen.reason}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--forecast", "source", required=True, metavar="SOURCE", help=_FORECAST_HELP)
+@click.option(
+    "--duration", required=True, metavar="D", callback=_duration, help="How long COMMAND runs: 2h, 90m, 300s."
+)
+@click.option(
+    "--max-wait",
+    required=True,
+    metavar="W",
+    callback=_duration,
+    help="Wait at most this long for a cleaner start (e.g. 6h); 0 runs COMMAND at once.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def wait(source: str, duration: Any, max_wait: Any, command: tuple[str, ...]) -> None:
+    """Sleep until the cleanest start within --max-wait, then run COMMAND and pass its exit code through.
+
+    Says until when it waits and why. SIGINT/SIGTERM end a wait at once (COMMAND does not run) and are passed on to
+    COMMAND once it runs. What was predicted and what ran is written to .carbon-budget/carbon-aware.json. Use `--`
+    before the command.
+    """
+    from carbon_budget.intensity import wait as waiting
+    from carbon_budget.intensity.window import format_duration, plan
+
+    def say(text: str) -> None:
+        click.echo(f"carbon-budget wait: {text}", err=True)
+
+    root = Path.cwd()
+    now = waiting.utc_now()
+    chosen, series = plan(source, root, now, duration, latest_start=now + max_wait)
+    figures = f"{chosen.as_dict()['mean_g_per_kwh']} g/kWh against {chosen.as_dict()['now_g_per_kwh']} now"
+    if chosen.start > now:
+        announce = (
+            f"waiting until {chosen.as_dict()['start']} (in {format_duration(chosen.start - now)}): {figures},"
+            f" {chosen.saving_pct} % cleaner; {chosen.reason}"
+        )
+    else:
+        announce = f"running now: {chosen.reason}"
+    started_at = ended_at = exit_code = None
+    try:
+        waiting.sleep_until(chosen.start, say, announce)
+        started_at = waiting.utc_now()
+        exit_code = waiting.run_command(command)
+        ended_at = waiting.utc_now()
+    except waiting.Interrupted as exc:
+        say(str(exc))
+        exit_code = 128 + exc.signum
+    except CarbonBudgetError as exc:
+        say(f"error: {exc}")
+        exit_code = 127
+    finally:
+        document = waiting.outcome(chosen, series, max_wait.total_seconds(), started_at, ended_at, exit_code)
+        waiting.write_outcome(root, document)
+    sys.exit(exit_code)

@@ -39,3 +39,13 @@ class CommandFailed(CarbonBudgetError):
     def __init__(self, exit_code: int) -> None:
         super().__init__(f"the tracked command exited with {exit_code}")
         self.exit_code = exit_code
+
+
+class IntensityUnavailable(CarbonBudgetError):
+    """A grid-intensity series cannot be had or used (a file in no known format, a provider down, slow or refusing
+    the key, a series that does not cover the time asked). Callers fall back (start now, the country average) and
+    say why with `reason`; it never fails a stage."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

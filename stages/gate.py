@@ -1,5 +1,5 @@
 """DVC stage: check every stage's record against the budgets, publish the execution to MLflow (its pictures
-and model follow), and fail when over budget."""
+and model follow), and fail when over budget: `carbon-budget gate --publish`'s decision, with this pipeline's files."""
 
 import sys
 from pathlib import Path
@@ -8,9 +8,9 @@ from carbon_budget.config import PARAMS_FILE, read_params_file
 from carbon_budget.entry import stage_main
 from carbon_budget.errors import BudgetExceeded
 from carbon_budget.files import write_csv, write_json
-from carbon_budget.gate.evidence import judge, plot_rows, render, verdict_document
+from carbon_budget.gate.evidence import plot_rows
 from carbon_budget.measure.stage import StageRun
-from carbon_budget.publish import tracking
+from carbon_budget.publish.verdict import Decision, Publishing, decide
 from pipeline import layout
 from pipeline.config import parse_params
 
@@ -22,42 +22,32 @@ PICTURES = [
 ]
 
 
+def write_outputs(decision: Decision) -> None:
+    """The verdict for DVC (metrics, plots) and for people, written while this stage is measured."""
+    write_json(layout.GATE_METRICS, decision.document)
+    per_stage, efficiency = plot_rows(decision.document)
+    write_csv(layout.ENERGY_PER_STAGE, per_stage)
+    write_csv(layout.EFFICIENCY, efficiency)
+    print(decision.table)
+
+
 def main() -> None:
     raw = read_params_file(Path(PARAMS_FILE))
     params = parse_params(raw)  # the whole file, as every stage reads it: a bad value fails here too
-    work_dir = Path.cwd()
-    with StageRun(
+    run = StageRun(
         "gate",
         ("budget", "report", "sci", "usage"),
         carbon=params.carbon,
         outputs=OUTPUTS,
         metrics_files=[layout.GATE_METRICS],
-    ) as run:
-        verdict, evidence = judge(params.gate(), raw, work_dir, deciding=True)
-        document = verdict_document(verdict, evidence)
-        write_json(layout.GATE_METRICS, document)
-        per_stage, efficiency = plot_rows(document)
-        write_csv(layout.ENERGY_PER_STAGE, per_stage)
-        write_csv(layout.EFFICIENCY, efficiency)
-        print(render(verdict, evidence))
-    assert run.record is not None
-    try:
-        print(
-            tracking.publish_execution(
-                params.mlflow.experiment,
-                raw,
-                document,
-                evidence,
-                [run.record],
-                work_dir,
-                PICTURES,
-                tracking.tracking_uri(),
-            )
-        )
-    except tracking.PublishError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
-    if not verdict.passed:
-        raise BudgetExceeded(verdict.summary())
+    )
+    decision = decide(params.gate(), raw, Path.cwd(), PARAMS_FILE, write_outputs, Publishing(raw, PICTURES, run))
+    if decision.published:
+        print(decision.published)
+    if decision.unpublished:
+        print(f"warning: {decision.unpublished}", file=sys.stderr)
+    if not decision.verdict.passed:
+        raise BudgetExceeded(decision.verdict.summary())
 
 
 if __name__ == "__main__":

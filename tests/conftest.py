@@ -38,6 +38,27 @@ def run(
     return result
 
 
+def stages_run(output: str) -> list[str]:
+    """The stages `dvc repro` ran, as its output names them, less `carbon_stages`: it runs on every repro (always
+    changed) to list the pipeline's stages for the gate, and changes nothing else."""
+    import re
+
+    from carbon_budget.layout import STAGES_STAGE
+
+    return [name for name in re.findall(r"Running stage '([^']+)'", output) if name != STAGES_STAGE]
+
+
+def stale_stages(repo: Path, env: dict[str, str]) -> dict[str, object]:
+    """`dvc status --json`, less `carbon_stages`, which DVC always lists as changed."""
+    import json
+
+    from carbon_budget.layout import STAGES_STAGE
+
+    status = json.loads(run(["dvc", "status", "--json"], repo, env).stdout or "{}")
+    status.pop(STAGES_STAGE, None)
+    return dict(status)
+
+
 def edit_params(repo: Path, **sections: dict[str, Any]) -> None:
     """Merge values into params.yaml section by section, as a user would edit it."""
     path = repo / "params.yaml"

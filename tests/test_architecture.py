@@ -12,7 +12,7 @@ PLUGIN = ROOT / "carbon_budget"
 # Low to high: a module may import its own layer and the ones before it, never one after it (lazy imports count).
 LAYERS = [
     {"errors", "files", "layout", "grid", "config"},
-    {"records"},
+    {"records", "intensity"},
     {"measure"},
     {"gate"},
     {"report"},

@@ -1,4 +1,5 @@
-"""Budget-aware training in real `dvc repro` runs, and honest attribution when runs share the machine."""
+"""Budget-aware training in real `dvc repro` runs and on a caller's own stage run (how the reference pipeline's train
+stage uses the plugin), and honest attribution when runs share the machine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import edit_params, run
+from carbon_budget.config import ForecastParams
+from carbon_budget.errors import ForecastOverrun
+from carbon_budget.measure.stage import StageRun
+from carbon_budget.measure.training import TrainingBudget
+from carbon_budget.records.record import load_record
+from tests.conftest import ROOT, edit_params, run
 
 BUSY = """
 import json, sys, time
@@ -88,3 +94,52 @@ def test_warn_finishes_training_the_gate_decides_and_the_forecast_holds(
     assert record["extra_metrics"]["forecast_after_epoch"] < 150  # a forecast made early, not near the end
     error = (record["extra_metrics"]["forecast_energy_kwh"] - record["energy_kwh"]) / record["energy_kwh"]
     assert abs(error) < 0.15, f"forecast off by {error:.1%}"
+
+
+def test_the_train_stage_leaves_the_overrun_decision_to_the_plugin() -> None:
+    """The reference pipeline trains through `TrainingBudget`, as a team's loop does: no stage forecasts, reads
+    the policy, or reads what the stages before it spent itself."""
+    import ast
+
+    def names(script: str) -> set[str]:
+        tree = ast.parse((ROOT / "stages" / script).read_text(encoding="utf-8"))
+        found = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        found |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        return found | {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+
+    forecasting = {"carbon_budget.measure.forecast", "Forecaster", "on_overrun", "overrun_confirmed"}
+    for script in (ROOT / "stages").glob("*.py"):
+        assert not names(script.name) & forecasting, script.name
+    assert "TrainingBudget" in names("train.py") and "load_record" not in names("train.py")
+
+
+def test_a_budget_on_the_callers_stage_run_stops_it_and_leaves_its_outcome_on_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`TrainingBudget(run=...)` forecasts from the caller's meter, decides, and writes its figures and tags on the
+    caller's record, which the caller's own block then ends as `aborted`; nothing is written twice."""
+    import time
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml: everything the budget needs is given
+    record_file = tmp_path / "train.json"
+    forecast = ForecastParams(warmup_epochs=1, sample_every_s=0.05, min_window_s=0.2)
+    stage_run = StageRun("train", record_file=record_file, forecasts=True)
+    overrun = r"^train: forecast .*\(the budget_kwh argument; forecast.on_overrun: abort\)$"
+    with (
+        pytest.raises(ForecastOverrun, match=overrun),
+        stage_run,
+        TrainingBudget(200, run=stage_run, budget_kwh=1e-12, forecast=forecast) as budget,
+    ):
+        for epoch in range(1, 201):
+            end = time.process_time() + 0.02  # an epoch's work
+            while time.process_time() < end:
+                pass
+            if budget.end_epoch(epoch):
+                break
+    record = load_record(record_file)
+    assert record.status == "aborted" and record.tags["stopped_by"] == "budget_forecast"
+    assert record.tags["forecast_policy"] == "abort" and record.extra_metrics["training_budget_kwh"] == 1e-12
+    assert 2 < record.extra_metrics["epochs_run"] < 200
+    assert record.extra_metrics["forecast_energy_kwh"] > 1e-12
+    assert record.extra_metrics["forecast_abort_above_kwh"] > 1e-12  # two forecasts in a row over: the rule's pair
+    assert [path.name for path in tmp_path.iterdir()] == ["train.json"]  # the caller's record, and only it

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, edit_params, run
+from tests.conftest import BIN, ROOT, edit_params, run
 
 pytestmark = pytest.mark.integration
 
@@ -107,5 +107,5 @@ def test_a_model_that_fails_the_gate_is_never_registered(project: Path, tool_env
 
 
 def test_the_reference_pipeline_has_no_stage_the_gate_does_not_account_for() -> None:
-    listed = run(["carbon-budget", "stages"], ROOT, dict(os.environ)).stdout
+    listed = run([str(BIN / "carbon-budget"), "stages"], ROOT, dict(os.environ)).stdout
     assert "MEASURED BY NOTHING" not in listed and "preprocess: measured" in listed

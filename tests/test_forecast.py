@@ -10,7 +10,7 @@ import pytest
 
 from carbon_budget.layout import tracking_uri
 from carbon_budget.measure import quiet
-from carbon_budget.measure.forecast import Forecaster, training_budget_kwh
+from carbon_budget.measure.forecast import Forecaster, OverrunPolicy, training_budget_kwh
 from carbon_budget.measure.stage import StageRun
 
 
@@ -77,9 +77,27 @@ def test_short_runs_forecast_at_their_last_epoch_only() -> None:
     assert forecaster.first is not None and forecaster.first.epoch == 5
 
 
-def test_warn_once() -> None:
-    forecaster = Forecaster(5, 1, budget_kwh=1.0, intensity_g_per_kwh=100.0)
-    assert forecaster.warn_once() and not forecaster.warn_once()
+@pytest.mark.parametrize(("policy", "expected"), [("abort", [None, "stop", "stop"]), ("warn", ["warn", None, None])])
+def test_the_policy_says_what_an_overrun_asks_of_the_loop(policy: OverrunPolicy, expected: list[str | None]) -> None:
+    """Each forecast here is over budget: `abort` stops from the second in a row on, `warn` warns once and never
+    stops; epochs without a forecast (warm-up, between samples) ask nothing."""
+    clock = Clock()
+    forecaster = Forecaster(
+        1000, 1, budget_kwh=0.5, intensity_g_per_kwh=100.0, min_window_s=1.0, clock=clock, on_overrun=policy
+    )
+    decided = {}
+    for epoch in range(1, 41):
+        clock.now += 0.125
+
+        def read(epoch: int = epoch) -> float:
+            return 0.01 * epoch
+
+        decision = forecaster.decide(epoch, read)
+        if forecaster.latest is not None and forecaster.latest.epoch == epoch:
+            decided[epoch] = decision
+        else:
+            assert decision is None
+    assert list(decided.values())[:3] == expected
 
 
 def test_training_budget() -> None:

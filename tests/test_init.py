@@ -100,9 +100,9 @@ def test_budget_added_to_a_foreign_dvc_project_and_enforced(tmp_path: Path, tool
     assert {name: (repo / name).read_bytes() for name in edited} == edited
 
     passed = run(["dvc", "repro"], repo, env)
-    assert "gate: PASSED" in passed.stdout and "MLflow: 3 new runs" in passed.stdout
+    assert "gate: PASSED" in passed.stdout and "MLflow: 4 new runs" in passed.stdout
     parents, children, child_metrics = mlflow_runs(repo / "mlflow.db")
-    assert len(parents) == 1 and len(children) == 2 and "energy_wh" in child_metrics
+    assert len(parents) == 1 and len(children) == 3 and "energy_wh" in child_metrics  # sort, count, the gate
     assert not run(["git", "status", "--porcelain", "--ignored=no"], repo, env).stdout.count("mlflow")
     for stage, output in (("sort", "data/sorted.txt"), ("count", "data/count.json")):
         record = json.loads((repo / f"metrics/emissions/{stage}.json").read_text())
@@ -241,3 +241,24 @@ def test_generated_stages_may_stay_out_and_a_missing_params_file_is_created(init
     assert created["budget"] == {"energy_kwh": 1.0, "co2_kg": 0.5, "stages": {}}
     assert created["carbon"]["country_iso_code"] == "USA"
     assert "foreach" in yaml.safe_load((init_in / "dvc.yaml").read_text())["stages"]["many"]
+
+
+def test_the_gate_init_adds_counts_its_own_process_in_the_tools_line(tmp_path: Path, tool_env: dict[str, str]) -> None:
+    """`carbon-budget gate --publish` decides as the reference pipeline's gate stage does: its own process (start-up,
+    judging, handing over) is the tool's work, published as its stage's run and folded into "carbon-budget itself"."""
+    import sqlite3
+
+    repo = tmp_path / "foreign"
+    write_project(repo)
+    (repo / "data").mkdir()
+    env = {**tool_env, "PYTHONPATH": str(ROOT), "CARBON_BUDGET_WORKER": "off"}  # published in the gate's process
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["carbon-budget", "init"]):
+        run(command, repo, env)
+    assert "gate: PASSED" in run(["dvc", "repro"], repo, env).stdout
+    itself = json.loads((repo / ".carbon-budget/itself.json").read_text())
+    assert itself["tags"]["covers"].startswith("the carbon_gate stage (")
+    assert itself["extra_metrics"]["tool_stages_cpu_s"] > 0  # the gate's own CPU-seconds, beside the publishing's
+    assert itself["extra_metrics"]["cpu_s"] > itself["extra_metrics"]["tool_stages_cpu_s"]
+    with sqlite3.connect(repo / "mlflow.db") as con:
+        stages = sorted(r[0] for r in con.execute("select value from tags where key = 'carbon_budget.stage'"))
+    assert stages == ["carbon_gate", "count", "sort"]

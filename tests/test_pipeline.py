@@ -16,7 +16,7 @@ import yaml
 from carbon_budget.gate.footprint import reserved_s
 from carbon_budget.layout import ITSELF, ITSELF_RECORD
 from carbon_budget.records.lockfile import directory_md5
-from tests.conftest import edit_params, run
+from tests.conftest import edit_params, run, stages_run
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def test_repro_measures_logs_and_gates(project: Path, tool_env: dict[str, str]) 
 
     # Nothing changed: nothing reruns, nothing new is logged.
     second = run(["dvc", "repro"], project, tool_env)
-    assert "Running stage" not in second.stdout
+    assert stages_run(second.stdout) == []
     assert len(mlflow_runs(project / "mlflow.db")[0]) == 1
 
     # The CLI gate agrees with the stage, from files alone.
@@ -204,7 +204,8 @@ def test_totals_reconcile_everywhere_they_are_shown(project: Path, tool_env: dic
     assert sci["operational_g"] == pytest.approx(gate["co2_kg"] * 1000, rel=1e-12)
     # T is the wall-clock the machine was held (the union of the lines' intervals), not their summed durations
     reserved = sci["embodied"]["time_reserved_s"]
-    assert reserved == pytest.approx(reserved_s(records), rel=1e-12) and reserved <= gate["duration_s"]
+    assert reserved == pytest.approx(reserved_s(records), rel=1e-12)
+    assert reserved <= gate["duration_s"] * (1 + 1e-12)  # the union never exceeds the sum (float rounding aside)
     assert sci["sci_g"] == pytest.approx(sci["operational_g"] + sci["embodied_g"], rel=1e-12)
     measured = json.loads((project / "metrics/export.json").read_text())["deploy"]["inference"]
     assert inference["energy_kwh"] == measured["energy_per_1k_predictions_kwh"]

@@ -24,7 +24,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from carbon_budget.errors import CarbonBudgetError
-from carbon_budget.integrations import BudgetHooks
+from carbon_budget.integrations.hooks import BudgetHooks
 from carbon_budget.measure.training import TrainingBudget
 
 

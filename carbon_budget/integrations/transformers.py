@@ -25,7 +25,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from carbon_budget.integrations import BudgetHooks
+from carbon_budget.integrations.hooks import BudgetHooks
 from carbon_budget.measure.training import TrainingBudget
 
 

@@ -17,6 +17,10 @@ rates. A host that slows down for a few seconds (another tenant, another process
 as its slow windows are most of the latest ones, and a run whose forecasts rose that way, then sped up again,
 was stopped although it would have fitted (one run in five of a benchmark here, at a budget 5 % above its actual
 cost). Stopping a run that fits loses its model; one that overruns by a few per cent still fails at the gate.
+
+What an overrun leads to is decided here too (`Forecaster.decide`), for every training loop alike (`TrainingBudget`,
+its callbacks, the reference pipeline's train stage): under `abort`, stop once two forecasts in a row are over; under
+`warn`, warn once and train on.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 WINDOWS_BEFORE_FIRST = 4  # the first forecast's median is over this many windows
 WINDOWS_KEPT = 5  # later forecasts: the median of the latest windows, so the rate follows a run that changes pace
+OverrunPolicy = Literal["abort", "warn"]  # params `forecast.on_overrun`
+Decision = Literal["stop", "warn"]  # what `Forecaster.decide` asks of the training loop after an epoch
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,10 @@ class Forecaster:
         sample_every_s: float = 1.0,
         min_window_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        on_overrun: OverrunPolicy = "abort",
     ):
         self._total = total_epochs
+        self._on_overrun = on_overrun
         self._warmup = warmup_epochs
         self._budget = budget_kwh
         self._kg_per_kwh = intensity_g_per_kwh / 1000
@@ -89,11 +98,6 @@ class Forecaster:
         self.previous: Forecast | None = None
         self.latest: Forecast | None = None
         self.abort_above_kwh: float | None = None  # the highest pair of forecast floors in a row (see `figures`)
-
-    def warn_once(self) -> bool:
-        """True the first time only, so a `warn` policy prints one warning, not one per epoch."""
-        first, self._warned = not self._warned, True
-        return first
 
     def observe(self, epoch: int, read_kwh: Callable[[], float]) -> Forecast | None:
         """The forecast after `epoch`, or None while warming up or between samples."""
@@ -123,6 +127,18 @@ class Forecaster:
             pair = min(self.previous.floor_kwh, forecast.floor_kwh)
             self.abort_above_kwh = max(pair, self.abort_above_kwh or pair)
         return forecast
+
+    def decide(self, epoch: int, read_kwh: Callable[[], float]) -> Decision | None:
+        """Forecast after `epoch` (see `observe`) and say what the overrun policy asks of the loop: "stop" under
+        `abort` once the overrun is confirmed (`overrun_confirmed`); "warn" under `warn` the first time a forecast
+        is over, so a run prints one warning, not one per epoch; else None: train on."""
+        forecast = self.observe(epoch, read_kwh)
+        if forecast is None or not forecast.over_budget:
+            return None
+        if self._on_overrun == "abort":
+            return "stop" if self.overrun_confirmed() else None
+        first, self._warned = not self._warned, True
+        return "warn" if first else None
 
     def figures(self) -> dict[str, float]:
         """What a record keeps of the forecasts. The first one, whose error against the stage's actual energy is

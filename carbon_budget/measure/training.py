@@ -10,8 +10,10 @@ an epoch once the forecast confirms an overrun.
 The Lightning and transformers callbacks (`carbon_budget.integrations`) are this object behind each framework's
 hooks. Under `carbon-budget track` it uses the wrapper's meter, asked over a unix socket the wrapper names in
 CARBON_BUDGET_METER (one meter, one record, energy counted once) and reports how training ended, so the wrapper's
-record says `aborted` / `stopped_by: budget_forecast`; run on its own, it measures and writes the record itself.
-The forecast is the reference pipeline's own (`Forecaster`): same warm-up, windows and two-in-a-row confirmation.
+record says `aborted` / `stopped_by: budget_forecast`; run on its own, it measures and writes the record itself;
+given a `StageRun` the caller owns (`run=`: the reference pipeline's train stage, whose record also names its
+model), it reads that run's meter and leaves the outcome on its record. Whether to stop is the forecaster's call
+(`Forecaster.decide`: warm-up, windows, two forecasts in a row over the budget's floor).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from carbon_budget.records.record import load_record
 
 METER_ENV = "CARBON_BUDGET_METER"  # the unix socket of the `carbon-budget track` wrapper measuring this process
 STAGE_ENV = "CARBON_BUDGET_STAGE"  # the stage name the wrapper records under
+BUDGET_STOP = "budget_forecast"  # `stopped_by` of a run the forecast stopped
 
 
 def stage_name(explicit: str | None = None) -> str:
@@ -58,17 +61,19 @@ def stage_name(explicit: str | None = None) -> str:
     return name
 
 
-def budget_for(stage: str, budget: BudgetParams, root: Path = Path()) -> float:
-    """What a stage may spend: its own `budget.stages.<stage>.energy_kwh`, else `budget.energy_kwh` less what the
-    stages DVC runs before it (its upstream in dvc.yaml) have spent, by their records."""
+def budget_for(stage: str, budget: BudgetParams, root: Path = Path()) -> tuple[float, str]:
+    """What a stage may spend, and the params key that sets it: its own `budget.stages.<stage>.energy_kwh`, else
+    `budget.energy_kwh` less what the stages DVC runs before it (its upstream in dvc.yaml) have spent, by their
+    records (a stage without one counts nothing)."""
     own = budget.stages.get(stage)
+    if own is not None and own.energy_kwh is not None:
+        return own.energy_kwh, f"budget.stages.{stage}.energy_kwh"
     spent = 0.0
-    if own is None or own.energy_kwh is None:
-        stages = read_stages(root / DVC_FILE) if (root / DVC_FILE).is_file() else {}
-        for name in upstream_stages(stages, stage):
-            with contextlib.suppress(RecordError):
-                spent += load_record(root / record_path(name)).energy_kwh
-    return training_budget_kwh(own.energy_kwh if own else None, budget.energy_kwh, spent)
+    stages = read_stages(root / DVC_FILE) if (root / DVC_FILE).is_file() else {}
+    for name in upstream_stages(stages, stage):
+        with contextlib.suppress(RecordError):
+            spent += load_record(root / record_path(name)).energy_kwh
+    return training_budget_kwh(None, budget.energy_kwh, spent), "budget.energy_kwh"
 
 
 class _Wrapper:
@@ -93,7 +98,11 @@ class _Wrapper:
 
 class TrainingBudget:
     """A training loop's energy budget: `end_epoch` says when to stop; leaving the block writes (or hands the
-    wrapper) how training ended, and raises ForecastOverrun when it stopped for its budget under `abort`."""
+    wrapper) how training ended, and raises ForecastOverrun when it stopped for its budget under `abort`.
+
+    `epochs_run` and `stopped_by` are what the record says of how training ended; a loop that knows better sets
+    them before the block ends (it stopped early on its own: `stopped_by = "early_stopping"`).
+    """
 
     def __init__(
         self,
@@ -104,21 +113,33 @@ class TrainingBudget:
         forecast: ForecastParams | None = None,
         carbon: CarbonParams | None = None,
         params_file: Path = Path(PARAMS_FILE),
+        run: StageRun | None = None,
+        nodes: int = 1,
     ) -> None:
         """Unset arguments come from `params_file` (the sections `carbon-budget init` writes): the budget from
-        `budget:` (none when absent: forecasts are recorded, nothing stops), `forecast:` and `carbon:`."""
+        `budget:` (none when absent: forecasts are recorded, nothing stops), `forecast:` and `carbon:`.
+
+        `run`: a StageRun the caller has entered and will exit (with `forecasts=True`, so background work waits):
+        forecasts read its meter, and the outcome lands on its record; the stage name defaults to its own. `nodes`:
+        the run is one of that many nodes doing the same work (data-parallel training), so the whole run costs this
+        node's energy times `nodes`."""
         if epochs < 1:
             raise CarbonBudgetError(f"epochs = {epochs!r}: a budgeted training run needs a known number of epochs >= 1")
-        self.stage = stage_name(stage)
+        self.stage = stage_name(stage or (run.stage if run is not None else None))
         raw = read_params_file(params_file, missing_ok=True)
         self._forecast = forecast or parse_section(raw, "forecast", ForecastParams, str(params_file))
-        self._carbon = carbon or parse_section(raw, "carbon", CarbonParams, str(params_file))
+        self._carbon = carbon  # None: the StageRun it starts reads `carbon:` from params_file
+        self._budget_key = "the budget_kwh argument"  # what the overrun message tells the user to change
         if budget_kwh is None and raw.get("budget") is not None:
-            budget_kwh = budget_for(self.stage, parse_section(raw, "budget", BudgetParams, str(params_file)))
+            budget = parse_section(raw, "budget", BudgetParams, str(params_file))
+            budget_kwh, key = budget_for(self.stage, budget)
+            self._budget_key = f"{params_file} {key}"
         self.budget_kwh = budget_kwh
         self.epochs = epochs
+        self._nodes = nodes
         self._params_file = params_file
-        self._wrapper = _Wrapper(os.environ[METER_ENV]) if os.environ.get(METER_ENV) else None
+        self._wrapper = _Wrapper(os.environ[METER_ENV]) if os.environ.get(METER_ENV) and run is None else None
+        self._given = run  # the caller's: read, written to, never entered or exited here
         self._run: StageRun | None = None
         self._quiet = contextlib.ExitStack()  # under the wrapper, the training process keeps background work waiting
         self._forecaster: Forecaster | None = None
@@ -127,7 +148,9 @@ class TrainingBudget:
 
     def start(self) -> None:
         intensity: float
-        if self._wrapper is not None:
+        if self._given is not None:
+            intensity = self._given.intensity_g_per_kwh
+        elif self._wrapper is not None:
             self._quiet.enter_context(forecasting(tracking_uri()))
             intensity = float(self._wrapper.ask({"op": "intensity"})["g_per_kwh"])
         else:
@@ -146,37 +169,38 @@ class TrainingBudget:
             intensity = self._run.intensity_g_per_kwh
         f = self._forecast
         self._forecaster = Forecaster(
-            self.epochs, f.warmup_epochs, self.budget_kwh, intensity, f.sample_every_s, f.min_window_s
+            self.epochs,
+            f.warmup_epochs,
+            self.budget_kwh,
+            intensity,
+            f.sample_every_s,
+            f.min_window_s,
+            on_overrun=f.on_overrun,
         )
 
     def _energy_kwh(self) -> float:
         if self._wrapper is not None:
-            return float(self._wrapper.ask({"op": "sample"})["energy_kwh"])
-        assert self._run is not None
-        return self._run.energy_kwh()
+            return float(self._wrapper.ask({"op": "sample"})["energy_kwh"]) * self._nodes
+        run = self._given or self._run
+        assert run is not None
+        return run.energy_kwh() * self._nodes
 
     def end_epoch(self, epoch: int) -> bool:
         """Call after each epoch with the number of epochs done (1-based); True means stop training now."""
         if self._forecaster is None:
             raise CarbonBudgetError("TrainingBudget.end_epoch before start(): use it as a context manager")
         self.epochs_run = epoch
-        forecast = self._forecaster.observe(epoch, self._energy_kwh)
-        if forecast is None or not forecast.over_budget:
-            return False
-        if self._forecast.on_overrun == "abort":
-            if self._forecaster.overrun_confirmed():
-                self.stopped_by = "budget_forecast"
-                return True
-            return False
-        if self._forecaster.warn_once():
-            print(
-                f"warning: {self.stage}: {forecast.message()}; continuing (forecast.on_overrun: warn)", file=sys.stderr
-            )
-        return False
+        decision = self._forecaster.decide(epoch, self._energy_kwh)
+        if decision == "warn" and self._forecaster.latest is not None:
+            said = self._forecaster.latest.message()
+            print(f"warning: {self.stage}: {said}; continuing (forecast.on_overrun: warn)", file=sys.stderr)
+        if decision == "stop":
+            self.stopped_by = BUDGET_STOP
+        return decision == "stop"
 
     def outcome(self) -> tuple[dict[str, float], dict[str, str]]:
         """The figures and tags the record carries: the first forecast, epochs run, the budget, who stopped."""
-        metrics: dict[str, float] = {"epochs_run": float(self.epochs_run)}
+        metrics: dict[str, float] = {"epochs_run": self.epochs_run}
         if self.budget_kwh is not None:
             metrics["training_budget_kwh"] = self.budget_kwh
         if self._forecaster is not None:
@@ -186,17 +210,19 @@ class TrainingBudget:
 
     def overrun(self) -> ForecastOverrun:
         latest = self._forecaster.latest if self._forecaster else None
-        where = f"budget.stages.{self.stage}.energy_kwh or budget.energy_kwh"
         said = latest.message() if latest else "forecast over budget"
-        return ForecastOverrun(f"{self.stage}: {said} (params.yaml {where}; forecast.on_overrun: abort)")
+        return ForecastOverrun(f"{self.stage}: {said} ({self._budget_key}; forecast.on_overrun: abort)")
 
     def finish(self, error: BaseException | None = None) -> None:
         """Record how training ended; raises ForecastOverrun when it stopped for its budget (and nothing else
         failed), so the process exits non-zero and `dvc repro` keeps the last good run in dvc.lock."""
         self._quiet.close()
         metrics, tags = self.outcome()
-        failure = self.overrun() if self.stopped_by and error is None else error
-        if self._wrapper is not None:
+        failure = self.overrun() if self.stopped_by == BUDGET_STOP and error is None else error
+        if self._given is not None:
+            self._given.extra_metrics.update(metrics)
+            self._given.tags.update(tags)
+        elif self._wrapper is not None:
             self._wrapper.ask({"op": "outcome", "metrics": metrics, "tags": tags, "message": str(failure or "")})
         elif self._run is not None:
             run, self._run = self._run, None
