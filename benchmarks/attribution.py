@@ -92,7 +92,7 @@ def cpu(args: argparse.Namespace, base: Path, env: dict[str, str]) -> None:
     itself = json.loads((clone / ITSELF_RECORD).read_text()) if (clone / ITSELF_RECORD).exists() else None
     stages_cpu_s = sum(r["extra_metrics"].get("cpu_s", 0.0) for r in records.values())
     itself_cpu_s = itself["extra_metrics"].get("cpu_s", 0.0) if itself else 0.0
-    # the gate stage's own record is folded into the tool's line (tracking.record_itself): counted once here
+    # the gate stage's own record is folded into the tool's line (publish.itself.record_itself): counted once here
     folded_cpu_s = itself["extra_metrics"].get("tool_stages_cpu_s", 0.0) if itself else 0.0
     held = stages_cpu_s + itself_cpu_s - folded_cpu_s
     spent = repro_cpu_s + worker_cpu_s

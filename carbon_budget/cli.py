@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,42 @@ from carbon_budget.scaffold.ci import CI_PROVIDERS
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
+def _params_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """`--params`, as every command that reads the params file takes it."""
+    return click.option(
+        "--params",
+        "params_file",
+        default="params.yaml",  # config.PARAMS_FILE, not imported: pydantic would load before the setting below
+        show_default=True,
+        type=click.Path(path_type=Path),
+        help=help_text,
+    )
+
+
 def _fail(exc: CarbonBudgetError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# the order a team meets the commands in: set up, measure, judge, explain, publish, then carbon-aware timing
+WORKFLOW = ("init", "track", "stages", "gate", "report", "sync", "window", "wait")
+
+
+class _InWorkflowOrder(click.Group):
+    """`carbon-budget --help` lists the commands in the order they are used (click sorts them by name)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in WORKFLOW if name in self.commands] + sorted(set(self.commands) - set(WORKFLOW))
+
+
+@click.group(cls=_InWorkflowOrder, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="carbon-budget")
 def main() -> None:
     """Energy and carbon budgets for a DVC + MLflow training pipeline."""
 
 
-@main.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@main.command(short_help="Judge the records against the budgets; fail when over budget.")
+@_params_option("The params file whose `budget:` section the records are judged against.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
 @click.option(
     "--publish",
@@ -70,15 +94,8 @@ def gate(params_file: Path, as_json: bool, publish: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
-@click.option(
-    "--params",
-    "params_file",
-    default="params.yaml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="The params file whose `budget.exempt` names the stages exempt from measurement.",
-)
+@main.command(short_help="List every DVC stage and what the gate owes it.")
+@_params_option("The params file whose `budget.exempt` names the stages exempt from measurement.")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -123,22 +140,23 @@ def stages(params_file: Path, output: Path | None) -> None:
         click.echo(f"{name}: {owed}")
 
 
-@main.command()
+@main.command(short_help="Publish the executions MLflow has not taken yet.")
 @click.option(
     "--tracking-uri", default=None, help="MLflow to deliver to (default: MLFLOW_TRACKING_URI, else ./mlflow.db)."
 )
 def sync(tracking_uri: str | None) -> None:
     """Publish executions that MLflow has not taken yet (kept in .carbon-budget/outbox/). Safe to repeat."""
-    from carbon_budget.publish import tracking
+    from carbon_budget.publish.delivery import deliver
+    from carbon_budget.publish.outbox import pending
 
-    folders = tracking.pending(Path.cwd())
+    folders = pending(Path.cwd())
     if not folders:
         click.echo("nothing to sync: every execution is in MLflow")
         return
     failed = 0
     for folder in folders:
         try:
-            published = tracking.deliver(folder, tracking_uri)
+            published = deliver(folder, tracking_uri)
             click.echo(f"synced {published.execution_id[:8]}: {published.new_runs} new runs ({published.ui_url})")
         except CarbonBudgetError as exc:
             failed += 1
@@ -148,11 +166,18 @@ def sync(tracking_uri: str | None) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Compare this revision's cost with a base and its budgets.")
 @click.option("--base", "base_ref", default=None, help="Git ref to compare with (e.g. origin/main).")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="What is printed and written to --output: the pull-request comment, or the same report as JSON.",
+)
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the report here too.")
-@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@_params_option("The params file whose budgets judge each side, read at the same path in the base's tree.")
 @click.option(
     "--remeasure",
     "runs",
@@ -184,86 +209,19 @@ def report(
     no committed figure passes for a measurement. With GITHUB_STEP_SUMMARY set, the markdown is appended to the
     job summary.
     """
-    import os
-    from dataclasses import replace
+    from carbon_budget.report.run import ReportRequest
+    from carbon_budget.report.run import report as run_report
 
-    from carbon_budget.config import ReportParams, parse_section
-    from carbon_budget.report import compare as reporting
-    from carbon_budget.report.noise import Noise
-
-    root = Path.cwd()
+    request = ReportRequest(params_file, base_ref, runs, in_pull_request, fmt, output, json_output)
     try:
-        # one judge call: the verdict and the head's figures are the same figures
-        current, verdict = reporting.judged_side("work tree", root, params_file)
-        settings = parse_section(current.params, "report", ReportParams, str(params_file))
-        base, commit = None, None
-        noise = Noise.default(settings.noise_pct)
-        if base_ref:
-            commit = reporting.git_commit(root, base_ref)
-            params_in_project = reporting.in_project(root, params_file)  # the same file in the base's tree
-            base = reporting.base_side(base_ref, root, commit, params_in_project)
-            if runs is None:
-                runs = settings.pull_request_remeasure if in_pull_request else settings.remeasure
-            comparable = base.unjudged is None  # a base this version cannot judge: the report says why, no more
-            if comparable and runs:
-                from carbon_budget.report.remeasure import remeasure
-
-                head_records, base_records, noise = remeasure(root, commit, runs, params_in_project, settings.noise_pct)
-                # both sides as remeasured: no rerun measures the tool's own line, which is local state on one side
-                # and its gate's committed figure on the other
-                current = replace(current, records=head_records)
-                base = replace(base, records=base_records)
-            elif comparable:
-                base, noise = _history(
-                    root, base, base_ref, current.records, settings.noise_pct, current.params, params_file
-                )
+        text = run_report(Path.cwd(), request)
     except CarbonBudgetError as exc:
         _fail(exc)
         return
-    document = reporting.compare(current, base, verdict, commit, noise)
-    markdown = reporting.render_markdown(document)
-    as_json = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    text = as_json if fmt == "json" else markdown
     click.echo(text, nl=False)
-    from carbon_budget.files import write_text_atomic
-
-    if output is not None:
-        write_text_atomic(output, text)
-    if json_output is not None:
-        write_text_atomic(json_output, as_json)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(markdown)
 
 
-def _history(
-    root: Path,
-    base: Any,
-    base_ref: str,
-    head: dict[str, dict[str, Any]],
-    default_pct: float,
-    raw: dict[str, Any],
-    params_file: Path,
-) -> tuple[Any, Any]:
-    """The base side and band from the base branch's executions in MLflow (publish.history), or the committed
-    base and the default band, with the reason history could not serve said in the band's source."""
-    from dataclasses import replace
-
-    from carbon_budget.config import MlflowParams, parse_section
-    from carbon_budget.layout import tracking_uri
-    from carbon_budget.publish.history import History, base_history, branch_of
-    from carbon_budget.report.noise import Noise
-
-    experiment = parse_section(raw, "mlflow", MlflowParams, str(params_file)).experiment
-    found = base_history(tracking_uri(), experiment, branch_of(root, base_ref), head, default_pct)
-    if isinstance(found, History):
-        return replace(base, records={**base.records, **found.records}), found.noise
-    default = Noise.default(default_pct)
-    return base, replace(default, source=f"{default.source}; no MLflow history: {found}")
-
-
-@main.command()
+@main.command(short_help="Add measurement, a gate stage and budgets to this DVC project.")
 @click.option("--stages", "stage_names", default=None, help="Comma-separated stages to measure (default: every stage).")
 @click.option(
     "--params",
@@ -277,8 +235,9 @@ def _history(
     "--ci",
     type=click.Choice(CI_PROVIDERS),
     default=None,
-    help="Also write a pull-request workflow for this CI (github: .github/workflows/carbon-budget.yml) that runs"
-    " the pipeline with its gate and posts the report as one comment.",
+    help="Also write CI workflows: github, a pull-request workflow (.github/workflows/carbon-budget.yml) that runs"
+    " the pipeline with its gate and posts the report as one comment; github-nightly, that and a nightly training"
+    " run started at the grid's cleanest hour (carbon-budget-nightly.yml).",
 )
 def init(stage_names: str | None, params_file: str, dry_run: bool, ci: str | None) -> None:
     """Add a carbon budget to the DVC project in this directory: measure its stages with `carbon-budget track`,
@@ -311,7 +270,10 @@ def init(stage_names: str | None, params_file: str, dry_run: bool, ci: str | Non
     click.echo(f"wrote {written}; now run `dvc repro` (the gate prints what each stage cost)")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@main.command(
+    short_help="Run any command under the energy meter and write its record.",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
 @click.option("--stage", required=True, help="Stage name: the record's name and its MLflow run's name.")
 @click.option(
     "--output",
@@ -319,14 +281,7 @@ def init(stage_names: str | None, params_file: str, dry_run: bool, ci: str | Non
     default=None,
     help="Where the emission record goes (default: metrics/emissions/STAGE.json).",
 )
-@click.option(
-    "--params",
-    "params_file",
-    default="params.yaml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Its `carbon:` section, when present, sets the country, PUE and tracking mode.",
-)
+@_params_option("Its `carbon:` section, when present, sets the country, PUE and tracking mode.")
 @click.option(
     "--shell",
     "in_shell",
@@ -394,7 +349,7 @@ _FORECAST_HELP = (
 )
 
 
-@main.command()
+@main.command(short_help="Print the cleanest time to start a job, from an intensity forecast.")
 @click.option("--forecast", "source", required=True, metavar="SOURCE", help=_FORECAST_HELP)
 @click.option(
     "--duration",
@@ -481,7 +436,10 @@ def window(
     click.echo(f"reason:  {chosen.reason}")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@main.command(
+    short_help="Wait for the cleanest start within a limit, then run a command.",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
 @click.option("--forecast", "source", required=True, metavar="SOURCE", help=_FORECAST_HELP)
 @click.option(
     "--duration", required=True, metavar="D", callback=_duration, help="How long COMMAND runs: 2h, 90m, 300s."

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -40,6 +41,33 @@ class ForecastParams(Section):
 
 
 DEFAULT_RAM_W_PER_GB = 0.392  # W per GB held: the Cloud Carbon Footprint methodology's memory coefficient
+# live intensity providers, and whether each needs a zone after a colon (`electricitymaps:FR`; `ukgrid` alone)
+INTENSITY_PROVIDERS = {"electricitymaps": True, "watttime": True, "ukgrid": False, "carbon-aware-sdk": True}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]+):(.*)$")
+
+
+def intensity_provider(source: str) -> tuple[str, str] | None:
+    """(provider, zone) when `source` names a live intensity provider, None when it names a file; ValueError for a
+    provider spec that is malformed (no zone, a zone where none is taken, a provider nobody offers). A file whose
+    name starts with `word:` is written `./word:...`."""
+    text = source.strip()
+    match = _SCHEME.match(text)
+    name, zone = (match.group(1), match.group(2)) if match else (text, None)
+    if name not in INTENSITY_PROVIDERS:
+        if match is None:
+            return None
+        raise ValueError(
+            f"unknown intensity provider {name!r}: use a file path, or one of electricitymaps:ZONE, watttime:REGION,"
+            " ukgrid, carbon-aware-sdk:LOCATION"
+        )
+    if not INTENSITY_PROVIDERS[name]:
+        if zone is not None:
+            raise ValueError(f"{name} takes no zone (write {name!r} alone)")
+        return name, "GB"
+    if not zone or any(c.isspace() for c in zone):
+        upper = "REGION" if name == "watttime" else "LOCATION" if name == "carbon-aware-sdk" else "ZONE"
+        raise ValueError(f"{name} needs a zone without spaces: {name}:{upper}")
+    return name, zone
 
 
 class CarbonParams(Section):
@@ -53,6 +81,16 @@ class CarbonParams(Section):
     # the CPU's real TDP in watts (all sockets), in place of codecarbon's table or fallback; its load x this figure
     # is then the CPU's power, sensor or not (codecarbon's `force_cpu_power`)
     cpu_tdp_w: PositiveFloat | None = None
+    # a grid intensity over time to charge CO2 at (a file relative to the project root, or a live provider); where
+    # it cannot be had or does not cover a run, the record falls back to the figure above, saying why
+    intensity_series: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("intensity_series")
+    @classmethod
+    def _intensity_source(cls, source: str | None) -> str | None:
+        if source is not None:
+            intensity_provider(source)
+        return source
 
     @field_validator("country_iso_code")
     @classmethod
@@ -273,6 +311,16 @@ def section_value(raw: dict[str, Any], name: str) -> Any:
             return None
         value = value[key]
     return value
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (`train.epochs`), the names `dvc params diff` and MLflow use."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out |= flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    return out
 
 
 def load_carbon(path: Path) -> CarbonParams:

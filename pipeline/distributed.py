@@ -28,7 +28,7 @@ from typing import Any
 from carbon_budget.errors import CarbonBudgetError, MeasurementError, ParamsError
 from carbon_budget.files import read_json, write_json
 from carbon_budget.layout import STATE_DIR
-from carbon_budget.measure.energy import tree_cpu_seconds
+from carbon_budget.measure.cpu import tree_cpu_seconds
 from carbon_budget.records.record import EmissionRecord, NodeEnergy, node_energy, save_record, with_nodes
 from pipeline.config import DistributedParams
 

@@ -8,7 +8,7 @@ from carbon_budget.config import PARAMS_FILE, read_params_file
 from carbon_budget.entry import stage_main
 from carbon_budget.errors import BudgetExceeded
 from carbon_budget.files import write_csv, write_json
-from carbon_budget.gate.evidence import plot_rows
+from carbon_budget.gate.render import plot_rows
 from carbon_budget.measure.stage import StageRun
 from carbon_budget.publish.verdict import Decision, Publishing, decide
 from pipeline import layout

@@ -28,7 +28,7 @@ def record(
         ram_energy_kwh=energy_kwh / 2,
         co2_kg=energy_kwh * 0.4 if co2_kg is None else co2_kg,
         carbon_intensity_g_per_kwh=400.0,
-        intensity_source="test",
+        carbon_intensity_source="test",
         country_iso_code="USA",
         pue=1.0,
         tracking_mode="process",
@@ -115,7 +115,7 @@ def test_a_failing_gate_says_whether_it_is_over_budget_or_unverifiable() -> None
 def test_a_budget_inside_the_noise_band_is_shown_as_one() -> None:
     """A limit 5 % above the figure passes today and may fail on a rerun of the same commit: the gate says so for
     measured figures, never for the model's size or accuracy (the work itself, not a measurement)."""
-    from carbon_budget.gate.evidence import render
+    from carbon_budget.gate.render import render
 
     budget = BudgetParams(energy_kwh=1.05, co2_kg=1.0, model_size_mb=1.0, min_accuracy=0.9)
     verdict = check(budget, {"a": record("a", 1.0)}, model_size_mb=0.99, accuracy=0.95, problems=[], noise_pct=10.0)
@@ -137,7 +137,7 @@ def test_the_table_is_boxed_and_aligned_without_a_table_library() -> None:
     import subprocess
     import sys
 
-    from carbon_budget.gate.evidence import render, text_table
+    from carbon_budget.gate.render import render, text_table
 
     table = text_table("t", ["name", "figure"], [["a", "1 kWh"], ["longer name", "0.5"]], right={1})
     title, top, head, rule, *rows, bottom = table.splitlines()
@@ -151,8 +151,8 @@ def test_the_table_is_boxed_and_aligned_without_a_table_library() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from carbon_budget.gate import budgets, evidence;"
-            " evidence.render(budgets.Verdict([], ['x'])); print('rich' in sys.modules)",
+            "import sys; from carbon_budget.gate import budgets, render;"
+            " render.render(budgets.Verdict([], ['x'])); print('rich' in sys.modules)",
         ],
         capture_output=True,
         text=True,

@@ -1,5 +1,6 @@
-"""`carbon-budget init --ci github`: the pull-request workflow a team's own project gets, checked by the tools
-GitHub users check theirs with (GitHub's workflow schema, zizmor), and written once."""
+"""`carbon-budget init --ci github`: the pull-request workflow a team's own project gets, and with `github-nightly`
+a nightly training run that waits for the grid's cleanest hour, checked by the tools GitHub users check theirs with
+(GitHub's workflow schema, zizmor), and written once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from carbon_budget.cli import main
-from carbon_budget.scaffold.ci import GITHUB_WORKFLOW
+from carbon_budget.scaffold.ci import GITHUB_NIGHTLY_WORKFLOW, GITHUB_WORKFLOW
 from tests.conftest import BIN, run
 
 DVC_YAML = "stages:\n  train:\n    cmd: python train.py\n    deps: [train.py]\n    outs: [m.txt]\n"
@@ -60,5 +61,25 @@ def test_init_again_changes_nothing_and_never_overwrites_a_teams_workflow(team: 
 
 def test_an_unknown_ci_is_refused_by_name(team: Path) -> None:
     code, output = init("--ci", "gitlab")
-    assert code == 2 and "'gitlab' is not 'github'" in output
+    assert code == 2 and "'gitlab' is not one of 'github', 'github-nightly'" in output
     assert not (team / GITHUB_WORKFLOW).exists()
+
+
+def test_the_nightly_workflow_waits_for_the_forecast_window_then_reproduces(team: Path) -> None:
+    code, output = init("--ci", "github-nightly")
+    assert code == 0 and f"+++ b/{GITHUB_NIGHTLY_WORKFLOW.as_posix()}" in output
+    assert (team / GITHUB_WORKFLOW).is_file()  # the pull-request workflow comes with it
+    path = team / GITHUB_NIGHTLY_WORKFLOW
+    document = yaml.safe_load(path.read_text())
+    assert document[True]["schedule"] and "workflow_dispatch" in document[True]  # YAML 1.1 reads `on:` as True
+    step = next(s for s in document["jobs"]["nightly"]["steps"] if "carbon-budget wait" in str(s.get("run", "")))
+    assert '--forecast "$CARBON_BUDGET_FORECAST"' in step["run"] and "-- dvc repro" in step["run"]
+    assert '--max-wait "$CARBON_BUDGET_MAX_WAIT"' in step["run"]
+    assert step["env"]["CARBON_BUDGET_FORECAST"] == "${{ vars.CARBON_BUDGET_FORECAST }}"
+    assert "${{" not in step["run"]  # what a repository variable holds reaches the shell through env, quoted
+    run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)], team)
+    audit = run([str(BIN / "zizmor"), "--offline", str(path)], team)
+    assert "No findings" in audit.stdout + audit.stderr
+    written = {p: (team / p).read_bytes() for p in (GITHUB_WORKFLOW, GITHUB_NIGHTLY_WORKFLOW)}
+    assert "nothing to change" in init("--ci", "github-nightly")[1]
+    assert {p: (team / p).read_bytes() for p in written} == written

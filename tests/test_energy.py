@@ -14,7 +14,8 @@ import pytest
 from carbon_budget import grid
 from carbon_budget.config import CarbonParams
 from carbon_budget.errors import MeasurementError
-from carbon_budget.measure.energy import EnergyMeter, resolve_intensity, tree_cpu_seconds
+from carbon_budget.measure.cpu import tree_cpu_seconds
+from carbon_budget.measure.energy import EnergyMeter, resolve_intensity
 from carbon_budget.records.record import EmissionRecord
 
 PROBE = """
@@ -135,7 +136,7 @@ def test_tree_cpu_seconds_count_a_launched_process_and_its_children_once() -> No
 
 def test_the_tools_own_usage_is_charged_at_its_executions_rates() -> None:
     """Hand-computed: 10 CPU-s at 8 W / 2 threads and 5 GB-s at 0.392 W/GB, PUE 1.5, 400 g/kWh."""
-    from carbon_budget.measure.energy import charge_usage
+    from carbon_budget.measure.cpu import charge_usage
     from tests.test_budgets import record
 
     like = record("gate", 1e-6).model_copy(
@@ -211,7 +212,7 @@ def test_on_a_rapl_host_the_tools_own_line_is_charged_what_the_stages_measured(m
     CPU-second, and the line says so. Without that, process mode charged its CPU nothing, and machine mode (no RAM
     rate either) wrote a zero line every later gate refused."""
     from carbon_budget import layout
-    from carbon_budget.publish.tracking import record_itself
+    from carbon_budget.publish.itself import record_itself
     from carbon_budget.records.record import load_record
 
     train = rapl_record("train", 2e-5, 4.0, mode)

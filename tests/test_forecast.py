@@ -57,6 +57,31 @@ def test_forecast_excludes_warmup_and_counts_fixed_costs_exactly() -> None:
     assert "forecast 1.7 kWh" in first.message() and "budget 1 kWh" in first.message()
 
 
+def test_the_co2_still_to_come_is_charged_at_the_series_over_the_time_still_to_run() -> None:
+    """With a grid intensity series, the energy still to come is charged at the series' mean over the hours it will
+    run (the seconds per epoch times the epochs left), what is spent at the stage's intensity."""
+    clock = Clock()
+    asked: list[float] = []
+
+    def ahead(duration_s: float) -> float:
+        asked.append(duration_s)
+        return 100.0
+
+    forecaster = Forecaster(
+        100, 1, budget_kwh=None, intensity_g_per_kwh=500.0, min_window_s=1.0, clock=clock, intensity_ahead=ahead
+    )
+    run(forecaster, clock, 100, fixed_kwh=0.5, per_epoch_kwh=0.01, epoch_s=0.125, first_epoch_extra_kwh=0.2)
+    first = forecaster.first
+    assert first is not None and first.epoch == 9
+    assert asked[0] == pytest.approx(0.125 * (100 - 9))  # the time the 91 epochs left will take
+    assert first.co2_kg == pytest.approx(first.spent_kwh * 0.5 + (first.energy_kwh - first.spent_kwh) * 0.1)
+    unknown = Forecaster(
+        100, 1, None, 500.0, min_window_s=1.0, clock=(other := Clock()), intensity_ahead=lambda s: None
+    )
+    run(unknown, other, 100, fixed_kwh=0.5, per_epoch_kwh=0.01, epoch_s=0.125, first_epoch_extra_kwh=0.2)
+    assert unknown.first is not None and unknown.first.co2_kg == pytest.approx(unknown.first.energy_kwh * 0.5)
+
+
 def test_meter_is_read_sparingly() -> None:
     clock = Clock()
     forecaster = Forecaster(

@@ -198,7 +198,7 @@ def test_a_record_naming_files_outside_the_project_is_invalid(tmp_path: Path, pa
 def test_a_symlink_out_of_the_project_is_not_published(tmp_path: Path) -> None:
     """A record's paths are relative, but a symlink committed beside it could point anywhere: CI publishing a
     pull request's execution must not log ~/.ssh through it."""
-    from carbon_budget.publish.tracking import write_snapshot
+    from carbon_budget.publish.outbox import write_snapshot
 
     outside = tmp_path / "secret.json"
     outside.write_text('{"key": 42}')
@@ -300,7 +300,7 @@ def test_an_artifact_whose_writer_is_stale_is_named_and_params_count(tmp_path: P
     assert judge_file(root / "params.yaml", root)[0].passed
     (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("model: small", "model: teacher"))
     failures = judge_file(root / "params.yaml", root)[0].failures()
-    assert any("measured with other params.yaml `export` values" in f for f in failures)
+    assert any(f"measured with other {root / 'params.yaml'} `export` values" in f for f in failures)  # the file given
     assert any(f.startswith("model.onnx: not known to be the model today's params") and "sort" in f for f in failures)
 
 
@@ -351,7 +351,7 @@ def test_the_gate_stages_own_cost_is_folded_into_the_tools_line(tmp_path: Path) 
     """The gate stage's record is in no total of its own execution (the verdict is reached while it runs): the
     tool's line the next gate counts carries it, at the execution's own rates, and names it apart."""
     from carbon_budget import layout
-    from carbon_budget.publish.tracking import record_itself
+    from carbon_budget.publish.itself import record_itself
 
     rates = {"hardware": record("x", 0.0).hardware.model_copy(update={"cpu_tdp_w": 20.0})}
     train = record("train", 1e-5).model_copy(update={**rates, "extra_metrics": {"ram_w_per_gb": 0.4}})

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from carbon_budget.publish.history import LEAST, History, base_history
-from carbon_budget.publish.tracking import TAG_FINGERPRINT, TAG_RECORD, open_client
-from carbon_budget.report.noise import fingerprint_id
+from carbon_budget.publish.runs import open_client
+from carbon_budget.publish.tags import TAG_FINGERPRINT, TAG_RECORD
+from carbon_budget.records.fingerprint import fingerprint_id
+from carbon_budget.report.history import LEAST, History, base_history
 from tests.test_budgets import record
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from carbon_budget.errors import MeasurementError
-from carbon_budget.measure.energy import J_PER_KWH, Intensity
+from carbon_budget.measure.cpu import J_PER_KWH
 from carbon_budget.measure.inference import measure_predictions
+from carbon_budget.measure.reading import Intensity
 
 BATCHES = [(np.zeros((3, 2)), 3), (np.zeros((2, 2)), 2)]
 

@@ -181,3 +181,13 @@ def test_params_dvc_recorded_must_equal_todays(tmp_path: Path) -> None:
         "params.yaml `fit.alpha` differs from its value when DVC last ran it (0.1 then, 0.5 now)",
         "params.yaml `fit` differs from its value when DVC last ran it",
     ]
+
+
+def test_a_record_written_before_the_rename_still_loads(tmp_path: Path) -> None:
+    """Records before 0.3.0 named the intensity's source `intensity_source`; a base branch still holds them."""
+    from tests.test_budgets import record
+
+    raw = record("train", 1e-5).model_dump(mode="json")
+    raw["intensity_source"] = raw.pop("carbon_intensity_source")
+    (tmp_path / "old.json").write_text(json.dumps(raw))
+    assert load_record(tmp_path / "old.json").carbon_intensity_source == "test"

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 import pytest
 
 from carbon_budget.publish.redact import redact, without_credentials
-from carbon_budget.publish.tracking import ui_url
+from carbon_budget.publish.runs import ui_url
 
 
 @pytest.mark.parametrize(

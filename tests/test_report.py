@@ -10,23 +10,13 @@ import yaml
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.gate.budgets import BudgetLine, Verdict
 from carbon_budget.layout import record_path
+from carbon_budget.records.fingerprint import unlike
 from carbon_budget.records.record import save_record
-from carbon_budget.report.compare import (
-    Side,
-    base_side,
-    budget_changes,
-    compare,
-    energy,
-    git_commit,
-    in_project,
-    judged_side,
-    mass,
-    params_changes,
-    render_markdown,
-    size,
-)
-from carbon_budget.report.noise import Noise, unlike
+from carbon_budget.report.compare import budget_changes, compare, params_changes
+from carbon_budget.report.markdown import energy, mass, render_markdown, size
+from carbon_budget.report.noise import Noise
 from carbon_budget.report.remeasure import _median_run, _spreads
+from carbon_budget.report.sides import Side, base_side, git_commit, in_project, judged_side
 from tests.conftest import run
 from tests.test_budgets import record
 

@@ -230,7 +230,7 @@ def assert_secret_nowhere(
 
 def half_publish(server: MlflowServer, snapshot: dict[str, Any], experiment: str, stage: str) -> None:
     """Leave what a publish cut off by the server leaves: the parent and one stage's run created, nothing logged
-    on them, both still RUNNING (the calls `tracking.publish` makes first, with the same identifying tags)."""
+    on them, both still RUNNING (the calls `runs.publish` makes first, with the same identifying tags)."""
     experiment_id = server.api("experiments/create", {"name": experiment})["experiment_id"]
     parent = server.api(
         "runs/create",
@@ -347,9 +347,9 @@ def test_two_clones_at_once_land_in_one_server_and_keep_credentials_out(
 def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer) -> None:
     """Two CI runners' first executions meet a server without their experiment: every one must get the same
     experiment, not an 'already exists' error that leaves its runs in the outbox."""
-    from carbon_budget.publish import tracking
+    from carbon_budget.publish import runs
 
-    clients = [tracking.open_client(server.url) for _ in range(4)]
+    clients = [runs.open_client(server.url) for _ in range(4)]
     start = threading.Barrier(len(clients))
     ids: list[str] = []
     errors: list[Exception] = []
@@ -357,7 +357,7 @@ def test_clients_creating_one_experiment_at_once_all_get_it(server: MlflowServer
     def create(client: Any) -> None:
         start.wait()
         try:
-            ids.append(tracking._experiment_id(client, "first-run", server.url))
+            ids.append(runs.experiment_id_of(client, "first-run", server.url))
         except Exception as exc:
             errors.append(exc)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from carbon_budget.publish import store, tracking
+from carbon_budget.publish import runs, store
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_the_first_store_is_kept_empty_and_the_next_starts_from_it(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = tmp_path / "one/mlflow.db"
-    client = tracking.open_client(f"sqlite:///{first}")
+    client = runs.open_client(f"sqlite:///{first}")
     assert cache.is_file() and tables(cache) == tables(first)
     client.create_experiment("after")  # logged after the copy: the template stays empty
     with sqlite3.connect(cache) as connection:
@@ -39,7 +39,7 @@ def test_the_first_store_is_kept_empty_and_the_next_starts_from_it(
     (tmp_path / "two").mkdir()
     monkeypatch.chdir(tmp_path / "two")
     second = tmp_path / "two/mlflow.db"
-    client = tracking.open_client(f"sqlite:///{second}")
+    client = runs.open_client(f"sqlite:///{second}")
     with sqlite3.connect(second) as connection:
         assert connection.execute("pragma user_version").fetchone() == (4242,)
     assert tables(second) == tables(first)
@@ -55,7 +55,7 @@ def test_a_template_mlflow_refuses_is_dropped_and_mlflow_creates_the_store(cache
     with sqlite3.connect(cache) as connection:  # a sqlite file, but not MLflow's schema
         connection.execute("create table experiments (experiment_id integer, artifact_location text)")
     path = tmp_path / "mlflow.db"
-    client = tracking.open_client(f"sqlite:///{path}")
+    client = runs.open_client(f"sqlite:///{path}")
     assert client.search_experiments()[0].name == "Default"
     assert ("alembic_version",) in [(name,) for name, _ in tables(path)]
     assert tables(cache) == tables(path)  # replaced by MLflow's own
@@ -63,7 +63,7 @@ def test_a_template_mlflow_refuses_is_dropped_and_mlflow_creates_the_store(cache
 
 def test_a_store_that_exists_is_opened_as_it_is(cache: Path, tmp_path: Path) -> None:
     path = tmp_path / "mlflow.db"
-    tracking.open_client(f"sqlite:///{path}").create_experiment("kept")
+    runs.open_client(f"sqlite:///{path}").create_experiment("kept")
     cache.unlink()
-    assert [e.name for e in tracking.open_client(f"sqlite:///{path}").search_experiments()] == ["kept", "Default"]
+    assert [e.name for e in runs.open_client(f"sqlite:///{path}").search_experiments()] == ["kept", "Default"]
     assert not cache.exists()  # only a store MLflow has just created is taken as the template

@@ -27,7 +27,7 @@ print(json.dumps(run.record.model_dump(mode="json")))
 
 STARTED = """
 import time
-from carbon_budget.measure.energy import process_started_at
+from carbon_budget.measure.cpu import process_started_at
 print(process_started_at(), time.time())
 """
 
@@ -70,7 +70,7 @@ def test_consecutive_stages_line_up_and_each_lasts_its_timestamps_span(tmp_path:
 def test_the_tools_own_line_spans_its_work_and_the_gate_stage_folded_into_it(tmp_path: Path) -> None:
     """The worker worked the last 5 s; the gate stage it folds in ran from 60 s to 50 s ago: the line runs from the
     gate stage's start to now, the span SCI unites with the stages' (summed, the durations read 15 s)."""
-    from carbon_budget.publish.tracking import record_itself
+    from carbon_budget.publish.itself import record_itself
     from carbon_budget.records.record import timestamp
     from tests.test_budgets import record
 

@@ -18,8 +18,7 @@ from carbon_budget.files import read_json, write_text_atomic
 from carbon_budget.gate.accounting import INIT_GATE_STAGE, account, accounting_problems
 from carbon_budget.gate.budgets import Verdict, check, totals, vouch
 from carbon_budget.gate.footprint import Footprint, footprint
-from carbon_budget.gate.footprint import describe as describe_footprint
-from carbon_budget.gate.payback import describe, distillation_payback
+from carbon_budget.gate.payback import distillation_payback
 from carbon_budget.measure.dvc_share import dvc_own_cpu_seconds
 from carbon_budget.records.lockfile import Lock, load_lock
 from carbon_budget.records.record import EmissionRecord, file_drift, load_record
@@ -48,14 +47,16 @@ class Evidence:
         return self.dvc_own_cpu_s * rates[0] if rates and self.dvc_own_cpu_s is not None else None
 
 
-def _stale_reasons(record: EmissionRecord, params: dict[str, Any], root: Path, lock: Lock | None) -> list[str]:
+def _stale_reasons(
+    record: EmissionRecord, params: dict[str, Any], root: Path, lock: Lock | None, params_file: str
+) -> list[str]:
     reasons = []
     if lock is not None:
         reasons += lock.changed_inputs(record.stage, root)
         reasons += lock.disowned_outputs(record.stage, root, layout.record_path(record.stage), record.outputs)
     for section, used in record.params.items():
         if section_value(params, section) != used:
-            reasons.append(f"it was measured with other params.yaml `{section}` values")
+            reasons.append(f"it was measured with other {params_file} `{section}` values")
     for output, digest in record.outputs.items():
         drift = file_drift(root / output, digest)
         if drift is not None:
@@ -109,7 +110,7 @@ def gather(
             problems.append(f"{exc}{after}")
             continue
         problems.extend(vouch(stage, record))
-        reasons = _stale_reasons(record, params, root, lock)
+        reasons = _stale_reasons(record, params, root, lock, params_file)
         problems.extend(f"{path}: stale record, {reason} (rerun `dvc repro {stage}`){after}" for reason in reasons)
         if reasons:
             stale[stage] = reasons
@@ -281,104 +282,3 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
             for name, r in evidence.records.items()
         },
     }
-
-
-def text_table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    """A boxed plain-text table, the look `dvc repro` output and CI logs show well. Written here rather than
-    with a table library: the gate answers in a fraction of a second, and importing one took a sixth of that."""
-    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str], bar: str) -> str:
-        padded = (
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        return bar + bar.join(f" {cell} " for cell in padded) + bar
-
-    def rule(left: str, fill: str, middle: str, end: str) -> str:
-        return left + middle.join(fill * (w + 2) for w in widths) + end
-
-    return "\n".join(
-        [
-            title,
-            rule("┏", "━", "┳", "┓"),
-            line(header, "┃"),
-            rule("┡", "━", "╇", "┩"),
-            *(line(cells, "│") for cells in rows),
-            rule("└", "─", "┴", "┘"),
-        ]
-    )
-
-
-def render(verdict: Verdict, evidence: Evidence | None = None) -> str:
-    """The table people read in the terminal and in `dvc repro` output, then what the evidence adds: the
-    distillation payback, the SCI scores and lifetime, the tool's own line and DVC's own share."""
-    payback = evidence.payback if evidence else None
-    itself = evidence.records.get(layout.ITSELF) if evidence else None
-    rows = [
-        [
-            f"{line.name} ({line.key})",
-            f"{line.limit:.4g} {line.unit}".rstrip(),
-            f"{line.measured:.4g} {line.unit}".rstrip() if line.complete else "–",
-            f"{line.headroom:+.3g}" if line.complete else "–",
-            line.method or "-",
-            (("pass" if line.passed else "FAIL") + (" ~noise" if line.within_noise else ""))
-            if line.complete
-            else "– (unknown)",
-        ]
-        for line in verdict.lines
-    ]
-    header = ["budget", "limit", "measured", "headroom", "how", "verdict"]
-    out = [text_table("carbon budget", header, rows, right={1, 2, 3})]
-    flapping = [line for line in verdict.lines if line.within_noise]
-    if flapping:
-        out.append(
-            f"~noise: the limit lies within ±{flapping[0].noise_pct:g} % of the figure, the band the same commit's"
-            " figure moves in from run to run (params.yaml report.noise_pct): such a line can flip on a rerun"
-        )
-    if payback is not None:
-        out.append(describe(payback))
-    out.extend(describe_footprint(evidence.footprint) if evidence else [])
-    if itself is not None:
-        out.append(
-            f"{layout.ITSELF}: {itself.energy_kwh * 1000:.4g} Wh, {itself.co2_kg * 1000:.4g} g CO2"
-            f" ({itself.tags.get('covers', 'the tool')}, for the latest execution it published on this machine;"
-            " counted in the totals above)"
-        )
-    if evidence is not None and evidence.exempt:
-        out.append(
-            "not measured, exempt by name (budget.exempt): "
-            + "; ".join(f"{stage} ({reason})" for stage, reason in evidence.exempt.items())
-        )
-    if evidence is not None and evidence.dvc_own_cpu_s is not None:
-        joules = evidence.dvc_own_j()
-        out.append(
-            f"dvc itself: {evidence.dvc_own_cpu_s:.2f} CPU-s so far in this run"
-            + (f" (~{joules:.3g} J at the records' CPU rate)" if joules is not None else "")
-            + "; DVC's own work, in no stage's record and not counted in the totals"
-        )
-    out.extend(f"FAIL {problem}" for problem in verdict.problems)
-    out.append("gate: " + ("PASSED" if verdict.passed else "FAILED"))
-    return "\n".join(out) + "\n"
-
-
-def plot_rows(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """DVC plot data: energy per stage (bars), and one point of accuracy against energy per revision, so
-    `dvc plots diff main <exp>...` overlays experiments."""
-    per_stage = [
-        {
-            "stage": name,
-            "energy_wh": figures["energy_kwh"] * 1000,
-            "co2_g": figures["co2_kg"] * 1000,
-            "measurement": figures["measurement"],
-        }
-        for name, figures in document["stages"].items()
-    ]
-    efficiency = [
-        {
-            "energy_wh": document["energy_kwh"] * 1000,
-            "test_accuracy": document["test_accuracy"],
-            "model_size_mb": document["model_size_mb"],
-        }
-    ]
-    return per_stage, efficiency

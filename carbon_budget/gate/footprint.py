@@ -171,7 +171,7 @@ def training_sci(records: Mapping[str, Mapping[str, Any]], sci: SciParams) -> Sc
         return None
     co2_g = co2_kg * 1000
     first = next(iter(records.values()))
-    sources = sorted({str(r.get("intensity_source") or "unknown") for r in records.values()})
+    sources = sorted({str(r.get("carbon_intensity_source") or "unknown") for r in records.values()})
     return Sci(
         functional_unit=TRAINING_UNIT,
         functional_unit_source="every stage the gate accounts for, executed once",

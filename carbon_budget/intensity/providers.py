@@ -23,6 +23,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from carbon_budget.config import intensity_provider
 from carbon_budget.errors import IntensityUnavailable
 from carbon_budget.files import cache_dir, read_json, write_json
 from carbon_budget.intensity.series import IntensitySeries, iso, parse_series, read_series
@@ -41,15 +42,15 @@ DEFAULT_URLS = {
     "ukgrid": "https://api.carbonintensity.org.uk",
 }
 SECRET_VARIABLES = ("ELECTRICITYMAPS_API_TOKEN", "WATTTIME_USERNAME", "WATTTIME_PASSWORD")
-_SPEC = re.compile(r"^(electricitymaps|watttime|carbon-aware-sdk):(\S+)$|^(ukgrid)$")
 
 
 def provider_spec(source: str) -> tuple[str, str] | None:
-    """(provider, zone) when `source` names a live provider, else None (it is a file)."""
-    match = _SPEC.match(source.strip())
-    if match is None:
-        return None
-    return (match.group(1), match.group(2)) if match.group(1) else ("ukgrid", "GB")
+    """(provider, zone) when `source` names a live provider, else None (it is a file); IntensityUnavailable for a
+    malformed provider spec (params refuse it before it gets here; `--forecast` does not)."""
+    try:
+        return intensity_provider(source)
+    except ValueError as exc:
+        raise IntensityUnavailable(f"{source}: {exc}") from None
 
 
 def load(

@@ -10,7 +10,10 @@ where "spent so far" is everything the stage has cost since it started (so fixed
 not extrapolated), and the energy per epoch is the median over the latest windows (spans between two meter
 readings) of each window's energy per epoch: one slow or noisy window (another process busy for a second) moves a
 mean since warm-up, not a median. The first forecast comes after `min_window_s` of training, cut into
-WINDOWS_BEFORE_FIRST windows. CO2 follows from the intensity the stage is charged. Pure logic, no I/O.
+WINDOWS_BEFORE_FIRST windows. CO2 follows from the intensity the stage is charged; with a grid intensity series
+(`carbon.intensity_series`), the energy still to come is charged at the series' mean over the time still to run
+(the seconds per epoch, taken from the same windows, times the epochs left): a run heading into the evening peak
+forecasts more CO2 than one heading into the night. Pure logic, no I/O.
 
 Whether a run is over budget is decided on the forecast's floor: the same sum at the fastest of those windows'
 rates. A host that slows down for a few seconds (another tenant, another process) raises the median for as long
@@ -80,12 +83,16 @@ class Forecaster:
         min_window_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         on_overrun: OverrunPolicy = "abort",
+        intensity_ahead: Callable[[float], float | None] | None = None,
     ):
+        """`intensity_ahead(duration_s)`: the grid's mean intensity (g/kWh) over the next `duration_s` seconds,
+        None where it is not known; the energy still to come is then charged at `intensity_g_per_kwh`."""
         self._total = total_epochs
         self._on_overrun = on_overrun
         self._warmup = warmup_epochs
         self._budget = budget_kwh
         self._kg_per_kwh = intensity_g_per_kwh / 1000
+        self._intensity_ahead = intensity_ahead
         self._every = sample_every_s
         self._window = min_window_s
         self._clock = clock
@@ -93,6 +100,7 @@ class Forecaster:
         self._warmup_at = 0.0
         self._last_reading: tuple[int, float] | None = None  # (epoch, kWh) of the latest reading; None in warm-up
         self._rates: deque[float] = deque(maxlen=WINDOWS_KEPT)  # kWh per epoch of each window
+        self._paces: deque[float] = deque(maxlen=WINDOWS_KEPT)  # seconds per epoch of the same windows
         self._warned = False
         self.first: Forecast | None = None
         self.previous: Forecast | None = None
@@ -110,23 +118,33 @@ class Forecaster:
         wait = self._window / WINDOWS_BEFORE_FIRST if self.first is None else self._every
         if self._clock() - self._last_sample < wait and epoch < self._total:
             return None
-        self._last_sample = self._clock()
+        sampled_at, self._last_sample = self._last_sample, self._clock()
         spent_kwh = read_kwh()
         before_epoch, before_kwh = self._last_reading
         self._rates.append((spent_kwh - before_kwh) / (epoch - before_epoch))
+        self._paces.append((self._last_sample - sampled_at) / (epoch - before_epoch))
         self._last_reading = (epoch, spent_kwh)
         if self.first is None and self._clock() - self._warmup_at < self._window and epoch < self._total:
             return None  # still collecting the first forecast's windows
         left = self._total - epoch
         total = spent_kwh + statistics.median(self._rates) * left
         floor = spent_kwh + min(self._rates) * left
-        forecast = Forecast(epoch, spent_kwh, total, total * self._kg_per_kwh, self._budget, floor)
+        forecast = Forecast(epoch, spent_kwh, total, self._co2_kg(spent_kwh, total, left), self._budget, floor)
         self.first = self.first or forecast
         self.previous, self.latest = self.latest, forecast
         if self.previous is not None:
             pair = min(self.previous.floor_kwh, forecast.floor_kwh)
             self.abort_above_kwh = max(pair, self.abort_above_kwh or pair)
         return forecast
+
+    def _co2_kg(self, spent_kwh: float, total_kwh: float, epochs_left: int) -> float:
+        """The whole run's CO2: what is spent at the stage's intensity, what is to come at the grid's intensity over
+        the time still to run when the series knows it."""
+        ahead = None
+        if self._intensity_ahead is not None and epochs_left > 0:
+            ahead = self._intensity_ahead(statistics.median(self._paces) * epochs_left)
+        ahead_kg_per_kwh = self._kg_per_kwh if ahead is None else ahead / 1000
+        return spent_kwh * self._kg_per_kwh + (total_kwh - spent_kwh) * ahead_kg_per_kwh
 
     def decide(self, epoch: int, read_kwh: Callable[[], float]) -> Decision | None:
         """Forecast after `epoch` (see `observe`) and say what the overrun policy asks of the loop: "stop" under

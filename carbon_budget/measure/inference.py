@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from carbon_budget.errors import MeasurementError
-from carbon_budget.measure.energy import J_PER_KWH, Intensity
+from carbon_budget.measure.cpu import J_PER_KWH
+from carbon_budget.measure.reading import Intensity
 
 
 @dataclass(frozen=True)

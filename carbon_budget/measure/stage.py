@@ -24,9 +24,12 @@ from typing import Any
 from carbon_budget.config import PARAMS_FILE, CarbonParams, parse_section, read_params_file, section_value
 from carbon_budget.errors import MeasurementError, StageAborted, StageInterrupted
 from carbon_budget.layout import record_path, tracking_uri
-from carbon_budget.measure.energy import EnergyMeter, EnergyReading, Intensity, process_started_at
+from carbon_budget.measure.cpu import process_started_at
+from carbon_budget.measure.energy import EnergyMeter
+from carbon_budget.measure.grid_intensity import GridIntensity
 from carbon_budget.measure.memory import ram_source
 from carbon_budget.measure.quiet import forecasting
+from carbon_budget.measure.reading import EnergyReading, Intensity
 from carbon_budget.records.record import EmissionRecord, Hardware, Methods, file_md5, save_record, span_s, timestamp
 
 CHECKPOINT_EVERY_S = 5.0
@@ -87,6 +90,26 @@ def build_record(
     )
 
 
+def usage_record(
+    stage: str, reading: EnergyReading, started_at: str, tags: dict[str, str], extra_metrics: dict[str, float]
+) -> EmissionRecord:
+    """A record of the tool's own work (its gate's process, its publishing), charged by what it used: completed,
+    with no params, outputs or files of its own."""
+    return build_record(
+        stage=stage,
+        reading=reading,
+        started_at=started_at,
+        status="completed",
+        error=None,
+        params={},
+        outputs={},
+        metrics_files=[],
+        artifacts=[],
+        extra_metrics=extra_metrics,
+        tags=tags,
+    )
+
+
 class StageRun:
     """Context manager owning a stage's measurement and record.
 
@@ -126,6 +149,14 @@ class StageRun:
         self._artifacts = [p.as_posix() for p in artifacts]
         self._record_file = record_file or record_path(stage)
         self._meter = EnergyMeter(carbon, stage, wraps_command)
+        # with a series, CO2 is charged at the grid's intensity over the hours the energy was spent (the meter's
+        # own intensity is then the fallback); a file is relative to the project root, where stages run. Public:
+        # the intervals it charged are what a reader checks the record's intensity against
+        self.grid = (
+            GridIntensity(carbon.intensity_series, Path.cwd(), self._meter.intensity, carbon.measure_power_secs)
+            if carbon.intensity_series
+            else None
+        )
         self._started_at = ""
         self._previous_handlers: dict[int, Any] = {}
         self.extra_metrics: dict[str, float] = {}
@@ -147,6 +178,8 @@ class StageRun:
                 reading = self._meter.running_reading(time.time() - self._entered)
             except MeasurementError:
                 continue  # the meter is stopping: the final record follows
+            if self.grid is not None:
+                reading = self.grid.charge(reading, time.time(), final=False)
             record = build_record(
                 stage=self.stage,
                 reading=reading,
@@ -174,6 +207,8 @@ class StageRun:
         self._started_at = timestamp(process_start if self._from_process_start else self._entered)
         self.tags["charged_from"] = "process start" if self._from_process_start else "meter start"
         self._meter.start(process_start if self._from_process_start else None)
+        if self.grid is not None:
+            self.grid.start(process_start if self._from_process_start else self._entered, self._meter.sample_kwh)
         self.extra_metrics["tracker_start_s"] = time.time() - self._entered
         self._checkpoints = threading.Thread(target=self._checkpoint, name="carbon-budget-checkpoint", daemon=True)
         self._checkpoints.start()
@@ -186,6 +221,11 @@ class StageRun:
     @property
     def intensity(self) -> Intensity:
         return self._meter.intensity
+
+    def intensity_ahead_g_per_kwh(self, duration_s: float) -> float | None:
+        """The grid's mean intensity over the next `duration_s` seconds from `carbon.intensity_series`, for the CO2
+        of a forecast's energy still to come; None without a series, or where it does not cover that time."""
+        return self.grid.ahead_g_per_kwh(duration_s) if self.grid is not None else None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Remembered as well as raised: a signal that lands inside codecarbon is swallowed by its blanket
@@ -218,9 +258,13 @@ class StageRun:
             self.extra_metrics["tracker_stop_s"] = time.time() - stopping
             self.extra_metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         finally:
+            if self.grid is not None:
+                self.grid.stop()
             self._quiet.close()
             for signum, handler in self._previous_handlers.items():
                 signal.signal(signum, handler)
+        if self.grid is not None:
+            reading = self.grid.charge(reading, time.time(), final=True)
         if self._stopped_by:
             status, error = "aborted", self._stopped_by
         elif exc is None:

@@ -148,11 +148,14 @@ class TrainingBudget:
 
     def start(self) -> None:
         intensity: float
+        ahead: Callable[[float], float | None] | None  # the grid's intensity over the time still to run
         if self._given is not None:
             intensity = self._given.intensity_g_per_kwh
+            ahead = self._given.intensity_ahead_g_per_kwh
         elif self._wrapper is not None:
             self._quiet.enter_context(forecasting(tracking_uri()))
             intensity = float(self._wrapper.ask({"op": "intensity"})["g_per_kwh"])
+            ahead = None  # the wrapper's meter serves its intensity now, not a series
         else:
             record = record_path(self.stage)
             self._run = StageRun(
@@ -167,6 +170,7 @@ class TrainingBudget:
             )
             self._run.__enter__()
             intensity = self._run.intensity_g_per_kwh
+            ahead = self._run.intensity_ahead_g_per_kwh
         f = self._forecast
         self._forecaster = Forecaster(
             self.epochs,
@@ -176,6 +180,7 @@ class TrainingBudget:
             f.sample_every_s,
             f.min_window_s,
             on_overrun=f.on_overrun,
+            intensity_ahead=ahead,
         )
 
     def _energy_kwh(self) -> float:

@@ -1,9 +1,9 @@
 """What the background worker runs: `python -m carbon_budget.publish.service`, started by `worker.ensure_running`.
 
 The worker module knows sockets and processes, not MLflow; this module binds it to the publishing jobs, so
-imports point one way (service -> tracking -> worker). The worker's own cost is the tool's cost: after each
+imports point one way (service -> delivery -> worker). The worker's own cost is the tool's cost: after each
 execution it has published, what it spent since the last one (CPU-seconds of its process, GB-seconds of its
-memory) is recorded as `carbon-budget itself` (`tracking.record_itself`).
+memory) is recorded as `carbon-budget itself` (`itself.record_itself`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from carbon_budget.files import read_json
-from carbon_budget.measure.energy import process_started_at, tree_cpu_seconds
+from carbon_budget.measure.cpu import process_started_at, tree_cpu_seconds
 from carbon_budget.measure.memory import MemoryMeter
 from carbon_budget.measure.quiet import wait_for_quiet
-from carbon_budget.publish import tracking, worker
+from carbon_budget.publish import worker
+from carbon_budget.publish.delivery import finish_delivery
+from carbon_budget.publish.itself import record_itself
+from carbon_budget.publish.outbox import delivering, read_snapshot
+from carbon_budget.publish.runs import publish as publish_runs
+from carbon_budget.publish.runs import warm_up
 
 QUIET_LIMIT_S = 900.0  # the longest a warm-up step waits for a training forecast to end
 
@@ -50,24 +54,24 @@ def jobs(uri: str) -> dict[str, Callable[..., Any]]:
     epochs, the warm-up slowed them and the forecast read high."""
     spent = _Spent()
     wait_for_quiet(QUIET_LIMIT_S)
-    tracking.warm_up(uri)
+    warm_up(uri)
 
     def publish(folder: str, uri: str) -> worker.Deferred:
         # the snapshot stays held until its follow-up is done, so a sync meanwhile leaves it alone
         held = contextlib.ExitStack()
-        held.enter_context(tracking.delivering(Path(folder)))
+        held.enter_context(delivering(Path(folder)))
         try:
-            snapshot = read_json(Path(folder) / tracking.SNAPSHOT_FILE)
-            published = tracking.publish(Path(folder), uri)
+            snapshot = read_snapshot(Path(folder))
+            published = publish_runs(Path(folder), uri)
         except BaseException:
             held.close()
             raise
 
         def finish() -> None:
             with held:
-                tracking.finish_delivery(Path(folder), uri)
+                finish_delivery(Path(folder), uri)
             cpu_s, gb_s, duration_s = spent.take()
-            tracking.record_itself(
+            record_itself(
                 snapshot,
                 published.parent_run_id,
                 uri,

@@ -2,7 +2,7 @@
 
 One function for every gate: the reference pipeline's gate stage and `carbon-budget gate` (with `--publish`, the
 gate `carbon-budget init` adds to a team's project). So both count their own process in the tool's own line
-("carbon-budget itself", see `tracking.record_itself`): the judging and handing over is the tool's work, and it is in
+("carbon-budget itself", see `itself.record_itself`): the judging and handing over is the tool's work, and it is in
 no total of the execution it decides. The gate stage measures itself as a stage (a `StageRun`, whose record DVC
 tracks); `carbon-budget gate --publish` counts its process's CPU-seconds and resident memory, charged at the rates
 its execution's records were charged, since codecarbon's start-up alone would cost more than the gate's work.
@@ -25,7 +25,8 @@ from carbon_budget.config import GateParams
 from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.gate.accounting import INIT_GATE_STAGE
 from carbon_budget.gate.budgets import Verdict
-from carbon_budget.gate.evidence import Evidence, judge, render, verdict_document
+from carbon_budget.gate.evidence import Evidence, judge, verdict_document
+from carbon_budget.gate.render import render
 
 if TYPE_CHECKING:
     from carbon_budget.measure.stage import StageRun
@@ -82,11 +83,12 @@ def decide(
 
 def _publish(decision: Decision, publishing: Publishing, params: dict[str, Any], root: Path, params_file: str) -> str:
     from carbon_budget.config import MlflowParams, parse_section
-    from carbon_budget.publish import tracking
+    from carbon_budget.layout import tracking_uri
+    from carbon_budget.publish.delivery import publish_execution
 
     experiment = parse_section(params, "mlflow", MlflowParams, params_file).experiment
     own = publishing.own.record if publishing.own is not None else _process_record(decision.evidence)
-    return tracking.publish_execution(
+    return publish_execution(
         experiment,
         publishing.params,
         decision.document,
@@ -94,7 +96,7 @@ def _publish(decision: Decision, publishing: Publishing, params: dict[str, Any],
         [own] if own is not None else [],
         root,
         publishing.pictures,
-        tracking.tracking_uri(),
+        tracking_uri(),
     )
 
 
@@ -102,13 +104,13 @@ def _process_record(evidence: Evidence) -> EmissionRecord | None:
     """This process's cost so far, from its start (interpreter, imports, judging), as a record of the stage DVC runs
     it as (`carbon_gate` when run by hand): CPU-seconds and resident memory held over its lifetime, charged at the
     rates the judged records were. None when no record holds a rate to charge at: the tool's own line is news, and
-    never a reason not to publish the execution (as for the publishing's own cost, `tracking.deliver`)."""
+    never a reason not to publish the execution (as for the publishing's own cost, `delivery.deliver`)."""
     import time
 
     from carbon_budget.errors import MeasurementError
-    from carbon_budget.measure.energy import charge_usage, process_started_at, tree_cpu_seconds
+    from carbon_budget.measure.cpu import charge_usage, process_started_at, tree_cpu_seconds
     from carbon_budget.measure.memory import tree_rss_gb
-    from carbon_budget.measure.stage import build_record
+    from carbon_budget.measure.stage import usage_record
     from carbon_budget.records.record import timestamp
 
     likes = sorted(
@@ -123,16 +125,10 @@ def _process_record(evidence: Evidence) -> EmissionRecord | None:
         reading = charge_usage(tree_cpu_seconds(), tree_rss_gb() * duration_s, duration_s, likes)
     except MeasurementError:
         return None
-    return build_record(
-        stage=os.environ.get("DVC_STAGE", "").rsplit(":", 1)[-1] or INIT_GATE_STAGE,
-        reading=reading,
-        started_at=timestamp(started),
-        status="completed",
-        error=None,
-        params={},
-        outputs={},
-        metrics_files=[],
-        artifacts=[],
-        extra_metrics={},
-        tags={"charged_from": "process start", "measured": "CPU-seconds and resident memory of the gate's process"},
+    return usage_record(
+        os.environ.get("DVC_STAGE", "").rsplit(":", 1)[-1] or INIT_GATE_STAGE,
+        reading,
+        timestamp(started),
+        {"charged_from": "process start", "measured": "CPU-seconds and resident memory of the gate's process"},
+        {},
     )

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -124,7 +125,9 @@ class EmissionRecord(BaseModel):
     ram_energy_kwh: NonNegative
     co2_kg: NonNegative
     carbon_intensity_g_per_kwh: NonNegative
-    intensity_source: str
+    # where the intensity came from (named like carbon_intensity_g_per_kwh); records written before 0.3.0 called
+    # it `intensity_source`, and a base branch's committed records still do
+    carbon_intensity_source: str = Field(validation_alias=AliasChoices("carbon_intensity_source", "intensity_source"))
     country_iso_code: str | None
     pue: Annotated[float, Field(ge=1, allow_inf_nan=False)]
     tracking_mode: Literal["process", "machine"]

@@ -2,8 +2,9 @@
 
 Two records measured on different machines, or by different methods, cannot be compared for energy: a laptop's
 RAPL figure and a CI runner's TDP estimate differ by more than most changes. Each record has a fingerprint of
-what measured it; energy and CO2 are compared only between equal fingerprints. Work figures that do not depend on
-the machine's power model (CPU-seconds, epochs, parameters, model size) are compared in every case.
+what measured it (`records.fingerprint`); energy and CO2 are compared only between equal fingerprints. Work
+figures that do not depend on the machine's power model (CPU-seconds, epochs, parameters, model size) are compared
+in every case.
 
 A change is significant only when it leaves the noise band: the spread of repeated measurements (base and head
 remeasured side by side, or the base branch's executions in MLflow), never narrower than `report.noise_pct`,
@@ -12,56 +13,12 @@ which is also the band when nothing was repeated, and then said to be a default.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-# what measured a record: a difference in any of these changes its energy without any change in the work
-_FINGERPRINT = (
-    ("hardware", "cpu_model"),
-    ("hardware", "cpu_count"),
-    ("hardware", "cpu_tdp_w"),
-    ("hardware", "gpu_model"),
-    ("hardware", "gpu_count"),
-    ("extra_metrics", "ram_w_per_gb"),
-    ("methods", "cpu"),
-    ("methods", "gpu"),
-    ("methods", "ram"),
-    ("", "pue"),
-    ("", "tracking_mode"),
-)
-
-
-def fingerprint(record: dict[str, Any]) -> dict[str, Any]:
-    """What measured a record, as `section.key` -> value (None where the record does not say)."""
-    found = {}
-    for section, key in _FINGERPRINT:
-        holder = record.get(section) if section else record
-        found[f"{section}.{key}" if section else key] = holder.get(key) if isinstance(holder, dict) else None
-    return found
-
-
-def fingerprint_id(record: dict[str, Any]) -> str:
-    """A short id of `fingerprint(record)`, equal exactly when the fingerprints are: a tag MLflow can filter on."""
-    return hashlib.sha256(json.dumps(fingerprint(record), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _machine(record: dict[str, Any]) -> str:
-    hardware = record.get("hardware") or {}
-    tdp = hardware.get("cpu_tdp_w")
-    return f"{hardware.get('cpu_model', '?')} x{hardware.get('cpu_count', '?')}" + (f" at {tdp:g} W" if tdp else "")
-
-
-def unlike(current: dict[str, Any], base: dict[str, Any]) -> str | None:
-    """None when the two records were measured alike; else one line saying what differs."""
-    a, b = fingerprint(current), fingerprint(base)
-    differing = [key for key in a if a[key] != b[key]]
-    if not differing:
-        return None
-    return f"base measured on {_machine(base)}, head on {_machine(current)} (differs: {', '.join(differing)})"
+from carbon_budget.config import PARAMS_FILE
 
 
 @dataclass(frozen=True)
@@ -76,9 +33,9 @@ class Noise:
         return max(self.by_figure.get(name, 0.0), self.default_pct)
 
     @classmethod
-    def default(cls, pct: float) -> Noise:
-        """The band when nothing was measured twice: `report.noise_pct`, said to be a default."""
-        return cls(f"default: params.yaml report.noise_pct ({pct:g} %), no repeated measurement", pct)
+    def default(cls, pct: float, params_file: str = PARAMS_FILE) -> Noise:
+        """The band when nothing was measured twice: `report.noise_pct` of `params_file`, said to be a default."""
+        return cls(f"default: {params_file} report.noise_pct ({pct:g} %), no repeated measurement", pct)
 
 
 def spread_pct(values: list[float]) -> float:

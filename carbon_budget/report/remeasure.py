@@ -149,6 +149,7 @@ def remeasure(
             spreads[name] = spreads.get(name, 0.0) + value
     source = (
         f"remeasured side by side on this machine: base and head alternated {runs} time(s), medians compared; band ="
-        f" the spread of the base's runs plus the head's, never under params.yaml report.noise_pct ({default_pct:g} %)"
+        f" the spread of the base's runs plus the head's, never under {params_file} report.noise_pct"
+        f" ({default_pct:g} %)"
     )
     return _median_run(measured["head"]), _median_run(measured["base"]), Noise(source, default_pct, spreads)

@@ -30,7 +30,7 @@ from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import write_text_atomic
 from carbon_budget.gate.accounting import INIT_GATE_STAGE
 from carbon_budget.records.dvcyaml import DVC_FILE, declared_outputs, entry_path
-from carbon_budget.scaffold.ci import workflow
+from carbon_budget.scaffold.ci import workflows
 from carbon_budget.scaffold.commands import GATE, TRACK, command_lines, runs, stage_commands, tracked_record, wrap
 
 GATE_COMMAND = "carbon-budget gate --publish"
@@ -290,19 +290,22 @@ def _plan_gitignore(text: str) -> str:
     return text + separator + "# carbon-budget: local MLflow store, outbox and pictures\n" + "\n".join(missing) + "\n"
 
 
-def _plan_workflow(root: Path, provider: str, notes: list[str]) -> tuple[Path, str, str]:
-    """The CI workflow `--ci` asks for: written when absent, never over one the team already has."""
-    path, text = workflow(provider)
-    before = (root / path).read_text(encoding="utf-8") if (root / path).is_file() else ""
-    if before and before != text:
-        notes.append(f"{path} exists and differs from the one init writes: left as it is")
-        return path, before, before
-    return path, before, text
+def _plan_workflows(root: Path, provider: str, notes: list[str]) -> list[tuple[Path, str, str]]:
+    """The CI workflows `--ci` asks for: each written when absent, never over one the team already has."""
+    planned = []
+    for path, text in workflows(provider):
+        before = (root / path).read_text(encoding="utf-8") if (root / path).is_file() else ""
+        if before and before != text:
+            notes.append(f"{path} exists and differs from the one init writes: left as it is")
+            text = before
+        planned.append((path, before, text))
+    return planned
 
 
 def plan(root: Path, stages: list[str] | None = None, params_file: str = PARAMS_FILE, ci: str | None = None) -> Plan:
     """Work out every edit without writing anything: the dry run and the real run share it. `ci` names a CI
-    provider whose pull-request workflow to add (`github`)."""
+    provider whose workflows to add (`github`: the pull-request one; `github-nightly`: that and a nightly training
+    run started at the grid's cleanest hour)."""
     dvc_path = root / DVC_FILE
     if not dvc_path.is_file():
         raise CarbonBudgetError(f"no {DVC_FILE} in {root}: run `carbon-budget init` at the root of a DVC project")
@@ -318,7 +321,7 @@ def plan(root: Path, stages: list[str] | None = None, params_file: str = PARAMS_
         (DVC_FILE, dvc_text, _plan_dvc_yaml(DVC_FILE, dvc_text, stages, params_file, notes)),
         (Path(params_file), params_text, _plan_params(Path(params_file), params_text, notes)),
         (GITIGNORE, ignore_text, _plan_gitignore(ignore_text)),
-        *([_plan_workflow(root, ci, notes)] if ci else []),
+        *(_plan_workflows(root, ci, notes) if ci else []),
     )
     return Plan([FileChange(path, before, after) for path, before, after in edits if before != after], notes)
 
