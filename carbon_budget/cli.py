@@ -480,6 +480,8 @@ def wait(source: str, duration: Any, max_wait: Any, command: tuple[str, ...]) ->
     try:
         waiting.sleep_until(chosen.start, say, announce)
         started_at = waiting.utc_now()
+        # written as the command starts too, so the gate inside it (`-- dvc repro`) sees the wait it runs under
+        waiting.write_outcome(root, waiting.outcome(chosen, series, max_wait.total_seconds(), started_at, None, None))
         exit_code = waiting.run_command(command)
         ended_at = waiting.utc_now()
     except waiting.Interrupted as exc:

@@ -33,6 +33,9 @@ ITSELF = "carbon-budget itself"
 ITSELF_RECORD = STATE_DIR / "itself.json"
 # the own-cost record the last deciding gate counted (`null` when none), which every later reading counts too
 ITSELF_COUNTED = STATE_DIR / "itself-counted.json"
+# what `carbon-budget wait` predicted and what ran (docs/how-to/carbon-aware.md), rewritten by each wait: as the
+# command starts (`status: running`) and when it ends; the gate shows the saving when its records ran inside it
+CARBON_AWARE_FILE = STATE_DIR / "carbon-aware.json"
 
 
 def record_path(stage: str) -> Path:

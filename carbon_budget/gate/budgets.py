@@ -62,6 +62,8 @@ class BudgetLine:
 class Verdict:
     lines: list[BudgetLine]
     problems: list[str] = field(default_factory=list)
+    # what would have helped, shown after the failures and deciding nothing (a cleaner window for a CO2 budget)
+    advice: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -86,7 +88,7 @@ class Verdict:
 
     def summary(self) -> str:
         """The message a failing gate ends with."""
-        return self.heading() + ":\n  " + "\n  ".join(self.failures())
+        return self.heading() + ":\n  " + "\n  ".join([*self.failures(), *(f"hint: {a}" for a in self.advice)])
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,28 @@ vouch for a new model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from carbon_budget import layout
-from carbon_budget.config import PARAMS_FILE, GateParams, gate_params, read_params_file, section_value
+from carbon_budget.config import (
+    PARAMS_FILE,
+    CarbonParams,
+    GateParams,
+    gate_params,
+    parse_section,
+    read_params_file,
+    section_value,
+)
 from carbon_budget.errors import RecordError
 from carbon_budget.files import read_json, write_text_atomic
 from carbon_budget.gate.accounting import INIT_GATE_STAGE, account, accounting_problems
 from carbon_budget.gate.budgets import Verdict, check, totals, vouch
 from carbon_budget.gate.footprint import Footprint, footprint
 from carbon_budget.gate.payback import distillation_payback
+from carbon_budget.gate.shifting import CleanerWindow, find_cleaner_window, read_outcome, saving
 from carbon_budget.measure.dvc_share import dvc_own_cpu_seconds
 from carbon_budget.records.lockfile import Lock, load_lock
 from carbon_budget.records.record import EmissionRecord, file_drift, load_record
@@ -40,6 +50,10 @@ class Evidence:
     exempt: dict[str, str] = field(default_factory=dict)
     # stages the gate owes a record that it could not read: no total over the pipeline is known without them
     missing: tuple[str, ...] = ()
+    # what the wait this execution ran under saved against starting at once (`shifting.saving`), if it ran under one
+    carbon_aware: dict[str, Any] | None = None
+    # a window within the next day where the CO2 budget exceeded now would have held (`shifting.cleaner_window`)
+    cleaner_window: CleanerWindow | None = None
 
     def dvc_own_j(self) -> float | None:
         """DVC's own CPU-seconds at the per-thread TDP the stage records charged, where one names a TDP."""
@@ -207,12 +221,20 @@ def own_cost(root: Path, deciding: bool) -> tuple[EmissionRecord | None, list[st
 
 
 def judge(
-    gate: GateParams, params: dict[str, Any], root: Path, params_file: str = PARAMS_FILE, deciding: bool = False
+    gate: GateParams,
+    params: dict[str, Any],
+    root: Path,
+    params_file: str = PARAMS_FILE,
+    deciding: bool = False,
+    now: datetime | None = None,
 ) -> tuple[Verdict, Evidence]:
     """The verdict on the project at `root`; `params` is the params file (`params_file`) as plain data, as the
     records keep it, and `gate` its sections the gate reads (the band measured figures move in is
-    `report.noise_pct`). `deciding`: see `gather`."""
+    `report.noise_pct`). `deciding`: see `gather`. `now` (the clock by default) places the evidence in time: the
+    wait still running, and the day a cleaner window is looked for in (`shifting.py`)."""
+    now = now or datetime.now(UTC)
     evidence = gather(gate, params, root, params_file, deciding)
+    evidence = replace(evidence, carbon_aware=saving(read_outcome(root), evidence.records, now))
     accuracy = float(evidence.accuracy) if isinstance(evidence.accuracy, int | float) else None
     verdict = check(
         gate.budget,
@@ -225,14 +247,33 @@ def judge(
         params_file,
         evidence.missing,
     )
-    return verdict, evidence
+    window = _cleaner_window(verdict, evidence, params, root, params_file, now)
+    if window is None:
+        return verdict, evidence
+    return replace(verdict, advice=(window.hint(),)), replace(evidence, cleaner_window=window)
 
 
-def judge_file(params_file: Path, root: Path, deciding: bool = False) -> tuple[Verdict, Evidence]:
+def _cleaner_window(
+    verdict: Verdict, evidence: Evidence, params: dict[str, Any], root: Path, params_file: str, now: datetime
+) -> CleanerWindow | None:
+    """Only a CO2 total over its budget, with `carbon.intensity_series` set, looks for a cleaner window: a gate
+    that passes never reads a forecast, nor asks a provider."""
+    over = [line for line in verdict.over() if line.key == "budget.co2_kg"]
+    source = parse_section(params, "carbon", CarbonParams, params_file).intensity_series if over else None
+    if source is None:
+        return None
+    total = totals(evidence.records)
+    duration = timedelta(seconds=total.duration_s)
+    return find_cleaner_window(source, root, total.energy_kwh, duration, over[0].limit, now)
+
+
+def judge_file(
+    params_file: Path, root: Path, deciding: bool = False, now: datetime | None = None
+) -> tuple[Verdict, Evidence]:
     """`carbon-budget gate` and `report`: only the sections the gate reads are validated here, so a project's
-    own keys are never judged (its stages validate them)."""
+    own keys are never judged (its stages validate them; `carbon` only when a cleaner window is looked for)."""
     raw = read_params_file(params_file)
-    return judge(gate_params(raw, str(params_file)), raw, root, str(params_file), deciding)
+    return judge(gate_params(raw, str(params_file)), raw, root, str(params_file), deciding, now)
 
 
 def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
@@ -270,6 +311,8 @@ def verdict_document(verdict: Verdict, evidence: Evidence) -> dict[str, Any]:
         "dvc_own_cpu_s": evidence.dvc_own_cpu_s,
         "dvc_own_j": evidence.dvc_own_j(),
         "exempt": evidence.exempt,
+        "carbon_aware": evidence.carbon_aware,
+        "cleaner_window": evidence.cleaner_window.as_dict() if evidence.cleaner_window else None,
         "stages": {
             name: {
                 "energy_kwh": r.energy_kwh,

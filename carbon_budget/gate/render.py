@@ -11,6 +11,7 @@ from carbon_budget.gate.budgets import Verdict
 from carbon_budget.gate.evidence import Evidence
 from carbon_budget.gate.footprint import describe as describe_footprint
 from carbon_budget.gate.payback import describe
+from carbon_budget.gate.shifting import describe_saving
 
 
 def text_table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> str:
@@ -42,7 +43,8 @@ def text_table(title: str, header: list[str], rows: list[list[str]], right: set[
 
 def render(verdict: Verdict, evidence: Evidence | None = None) -> str:
     """The table people read in the terminal and in `dvc repro` output, then what the evidence adds: the
-    distillation payback, the SCI scores and lifetime, the tool's own line and DVC's own share."""
+    distillation payback, the SCI scores and lifetime, the tool's own line, DVC's own share, what a carbon-aware
+    wait saved, and a cleaner window a CO2 budget exceeded now would have held in."""
     payback = evidence.payback if evidence else None
     itself = evidence.records.get(layout.ITSELF) if evidence else None
     rows = [
@@ -89,7 +91,10 @@ def render(verdict: Verdict, evidence: Evidence | None = None) -> str:
             + (f" (~{joules:.3g} J at the records' CPU rate)" if joules is not None else "")
             + "; DVC's own work, in no stage's record and not counted in the totals"
         )
+    if evidence is not None and evidence.carbon_aware is not None:
+        out.append(describe_saving(evidence.carbon_aware))
     out.extend(f"FAIL {problem}" for problem in verdict.problems)
+    out.extend(f"hint: {advice}" for advice in verdict.advice)
     out.append("gate: " + ("PASSED" if verdict.passed else "FAILED"))
     return "\n".join(out) + "\n"
 

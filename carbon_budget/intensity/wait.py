@@ -21,9 +21,8 @@ from carbon_budget.errors import CarbonBudgetError
 from carbon_budget.files import write_json
 from carbon_budget.intensity.series import IntensitySeries, iso
 from carbon_budget.intensity.window import Window
-from carbon_budget.layout import STATE_DIR
+from carbon_budget.layout import CARBON_AWARE_FILE
 
-CARBON_AWARE_FILE = STATE_DIR / "carbon-aware.json"
 SCHEMA = "carbon-aware/1"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -81,7 +80,8 @@ def outcome(
 ) -> dict[str, Any]:
     """What was predicted and what ran, as written to CARBON_AWARE_FILE (keys documented in
     docs/how-to/carbon-aware.md). `realised_g_per_kwh` is the series' mean over the hours the command ran (None
-    when it ran past the series, or did not run)."""
+    when it ran past the series, did not run, or is still running: `status` is then `running`, written as the
+    command starts so that a gate the command runs finds the wait it runs under)."""
     realised = series.mean_over(started_at, ended_at) if series and started_at and ended_at else None
     return {
         "schema": SCHEMA,
@@ -99,8 +99,16 @@ def outcome(
         "ended_at": iso(ended_at) if ended_at else None,
         "realised_g_per_kwh": None if realised is None else round(realised, 3),
         "exit_code": exit_code,
-        "status": "interrupted" if started_at is None else ("completed" if exit_code == 0 else "failed"),
+        "status": _status(started_at, exit_code),
     }
+
+
+def _status(started_at: datetime | None, exit_code: int | None) -> str:
+    if started_at is None:
+        return "interrupted"
+    if exit_code is None:
+        return "running"
+    return "completed" if exit_code == 0 else "failed"
 
 
 def write_outcome(root: Path, document: dict[str, Any]) -> Path:

@@ -24,8 +24,11 @@ from carbon_budget.publish import store
 from carbon_budget.publish.outbox import read_snapshot
 from carbon_budget.publish.redact import redact, without_credentials
 from carbon_budget.publish.tags import (
+    CARBON_AWARE_METRIC,
     PREFIX,
     TAG_CACHED_STAGES,
+    TAG_CARBON_AWARE_SIGNAL,
+    TAG_CARBON_AWARE_SOURCE,
     TAG_EXECUTION,
     TAG_FAILURES,
     TAG_FINGERPRINT,
@@ -170,6 +173,18 @@ def _cut_off(run: Any, parent_id: str) -> bool:
     return bool(run.info.status == "RUNNING" and run.data.tags.get(TAG_PARENT_RUN) == parent_id)
 
 
+# a carbon-aware execution's figures: intensity if started at once, predicted and realised (g/kWh), the saving (% and
+# g) and the energy it is charged on (the records that ran inside the wait)
+_CARBON_AWARE_FIGURES = (
+    "now_g_per_kwh",
+    "predicted_g_per_kwh",
+    "realised_g_per_kwh",
+    "saving_pct",
+    "saving_g",
+    "energy_kwh",
+)
+
+
 def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
     """The figures people compare across executions; the same keys every time so Compare lines up."""
     verdict = snapshot["verdict"]
@@ -194,6 +209,10 @@ def _parent_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
     for key in ("co2_kg", "training_co2_kg", "inference_co2_kg", "energy_kwh", "predictions"):
         if isinstance(lifetime.get(key), int | float):
             metrics[f"lifetime.{key}"] = float(lifetime[key])
+    carbon_aware = verdict.get("carbon_aware") or {}
+    for key in _CARBON_AWARE_FIGURES:
+        if isinstance(carbon_aware.get(key), int | float):
+            metrics[f"{CARBON_AWARE_METRIC}{key}"] = float(carbon_aware[key])
     for stage, figures in verdict["stages"].items():
         metrics[f"{stage}.energy_kwh"] = figures["energy_kwh"]
         metrics[f"{stage}.energy_wh"] = figures["energy_kwh"] * 1000
@@ -270,6 +289,10 @@ def publish(folder: Path, uri: str | None = None) -> Published:
         ]
         if verdict_doc["failures"]:
             tags.append(RunTag(TAG_FAILURES, "\n".join(verdict_doc["failures"])[:4900]))
+        carbon_aware = verdict_doc.get("carbon_aware") or {}
+        for tag, key in ((TAG_CARBON_AWARE_SOURCE, "source"), (TAG_CARBON_AWARE_SIGNAL, "signal")):
+            if carbon_aware.get(key):
+                tags.append(RunTag(tag, str(carbon_aware[key])[:4900]))
         client.log_batch(
             parent_id,
             metrics=metric_batch(_parent_metrics(snapshot), ended),

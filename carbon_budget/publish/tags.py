@@ -28,6 +28,11 @@ TAG_HARDWARE_GPU = "carbon_budget.hardware.gpu"
 TAG_VERDICT = "carbon_budget.verdict"
 TAG_CACHED_STAGES = "carbon_budget.cached_stages"
 TAG_FAILURES = "carbon_budget.failures"
+# on a parent run whose stages ran under `carbon-budget wait`: the forecast it chose on, and its signal; the figures
+# are metrics `carbon_aware.now_g_per_kwh`, `carbon_aware.saving_g`, ... (metrics/gate.json's `carbon_aware`)
+CARBON_AWARE_METRIC = "carbon_aware."
+TAG_CARBON_AWARE_SOURCE = "carbon_budget.carbon_aware.source"
+TAG_CARBON_AWARE_SIGNAL = "carbon_budget.carbon_aware.signal"
 
 TAG_MODEL = "carbon_budget.model"
 # TAG_MODEL's values: registered (when params name a model), or logged for inspection after a failed gate

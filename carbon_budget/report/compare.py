@@ -194,6 +194,8 @@ def compare(
             "heading": "within budget" if verdict.passed else verdict.heading(),
             "failures": verdict.failures(),
             "loosened": bool(loosened),
+            # a cleaner window a CO2 budget exceeded now would have held in, when there is one
+            **({"advice": list(verdict.advice)} if verdict.advice else {}),
         },
         "loosened": loosened,
         "base": None
@@ -210,6 +212,8 @@ def compare(
         "budget_changes": budget_changes(current.params, base.params) if base else [],
         "params_changes": params_changes(current.params, base.params) if base else [],
         "distillation": distillation_payback(current.records, current.export),
+        "carbon_aware": {"current": current.carbon_aware, "base": base.carbon_aware if base else None},
+        "cleaner_window": current.cleaner_window,
         "footprint": describe_footprint(scored),
         **scored.as_dict(),
     }

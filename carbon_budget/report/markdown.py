@@ -86,12 +86,46 @@ def _loosening(change: dict[str, Any]) -> str:
     return f"**{change['key']} {change['change']}** {change['base']} → {change['current']} ({change['why']})"
 
 
+# the rows of the carbon-aware table: (key in metrics/gate.json's `carbon_aware`, label, how it is shown)
+_CARBON_AWARE_ROWS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("started_at", "started", lambda v: "–" if v is None else str(v)),
+    ("now_g_per_kwh", "intensity if started at once", lambda v: "–" if v is None else f"{v:.1f} g/kWh"),
+    ("predicted_g_per_kwh", "predicted intensity", lambda v: "–" if v is None else f"{v:.1f} g/kWh"),
+    ("realised_g_per_kwh", "realised intensity", lambda v: "–" if v is None else f"{v:.1f} g/kWh"),
+    ("saving_pct", "saving", lambda v: "–" if v is None else f"{v:.1f} %"),
+    ("saving_g", "CO2-eq saved", lambda g: mass(None if g is None else g / 1000)),
+    ("energy_kwh", "energy shifted", energy),
+    ("signal", "signal", lambda v: "–" if v is None else str(v)),
+)
+
+
+def _carbon_aware(sides: dict[str, Any], with_base: bool) -> list[str]:
+    """What the wait each side's stages ran under saved against starting at once; nothing when neither ran under
+    one."""
+    current, base = sides.get("current"), sides.get("base")
+    if current is None and base is None:
+        return []
+    lines = ["\n### Carbon-aware timing\n", "| figure | this change |" + (" base |" if with_base else "")]
+    lines.append("|---|---:|" + ("---:|" if with_base else ""))
+    for key, label, fmt in _CARBON_AWARE_ROWS:
+        cells = [fmt((side or {}).get(key)) for side in ([current, base] if with_base else [current])]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    for name, side in (("this change", current), ("base", base)):
+        if side is not None:
+            lines.append(
+                f"\n<sub>{name}: {', '.join(side['stages'])} ran under `carbon-budget wait`; saving against starting"
+                f" at once, at the {side['saving_basis']} intensity; {side['source']}: {side['reason']}</sub>"
+            )
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     verdict, loosened = report["verdict"], report["loosened"]
     lines = ["<!-- carbon-budget-report -->"]
     if not verdict["passed"]:
         lines.append(f"## ❌ {verdict['heading'][0].upper()}{verdict['heading'][1:]}")
         lines += [f"- {failure}" for failure in verdict["failures"]]
+        lines += [f"- 🕒 {advice}" for advice in verdict.get("advice", [])]
     elif loosened:  # within the budget this change itself relaxed: never a plain pass
         lines.append("## ⚠️ Carbon budget: within budget, loosened by this change")
     else:
@@ -156,6 +190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if unlike_lines:
         lines.append("\nEnergy and CO2 not compared (measured differently; no regression is claimed for them):")
         lines += unlike_lines
+    lines += _carbon_aware(report.get("carbon_aware") or {}, bool(report["base"]))
     if report.get("distillation"):
         lines += ["\n### Distillation\n", describe(report["distillation"]) + "."]
     if report["params_changes"]:

@@ -36,6 +36,10 @@ class Side:
     records: dict[str, dict[str, Any]]
     export: dict[str, Any] = field(default_factory=dict)
     unjudged: str | None = None  # why this version could not judge the revision (then it has no records)
+    # metrics/gate.json's `carbon_aware` and `cleaner_window` (gate/shifting.py): when its stages ran under a wait,
+    # and where a CO2 budget exceeded now would have held
+    carbon_aware: dict[str, Any] | None = None
+    cleaner_window: dict[str, Any] | None = None
 
     def total(self, key: str) -> float | None:
         values = [r.get(key) for r in self.records.values()]
@@ -140,14 +144,16 @@ def judged_side(label: str, root: Path, params_file: Path) -> tuple[Side, Verdic
     verdict, evidence = gating.judge_file(params_file, root)
     raw = read_params_file(params_file)
     records = {name: record.model_dump(mode="json") for name, record in evidence.records.items()}
-    return Side(label, raw, records, _json(root / layout.DEPLOY_METRICS)), verdict
+    window = evidence.cleaner_window.as_dict() if evidence.cleaner_window else None
+    export = _json(root / layout.DEPLOY_METRICS)
+    return Side(label, raw, records, export, carbon_aware=evidence.carbon_aware, cleaner_window=window), verdict
 
 
 def base_side(label: str, root: Path, commit: str, params_file: Path) -> Side:
     """The base judged with its own dvc.yaml, params file and budgets, as committed at `commit`: its total is its
-    own gate's. Its tool's own line is local state, never committed: the one its gate counted (`metrics/gate.json`)
-    stands in. A base this version cannot judge (no gate stage yet, params it rejects) is compared with nothing,
-    and says why."""
+    own gate's. Its tool's own line and the wait its stages ran under are local state, never committed: what its gate
+    counted (`metrics/gate.json`) stands in. A base this version cannot judge (no gate stage yet, params it rejects)
+    is compared with nothing, and says why."""
     with tree_of(root, commit) as tree:
         try:
             side, _ = judged_side(label, tree, tree / params_file)
@@ -157,7 +163,10 @@ def base_side(label: str, root: Path, commit: str, params_file: Path) -> Side:
             except CarbonBudgetError:
                 params = {}
             return Side(label, params, {}, unjudged=str(exc))
-        itself = (_json(tree / layout.GATE_METRICS).get("stages") or {}).get(layout.ITSELF)
+        committed = _json(tree / layout.GATE_METRICS)
+    itself = (committed.get("stages") or {}).get(layout.ITSELF)
+    if isinstance(committed.get("carbon_aware"), dict):
+        side = replace(side, carbon_aware=committed["carbon_aware"])
     if isinstance(itself, dict) and layout.ITSELF not in side.records:
         return replace(side, records={**side.records, layout.ITSELF: itself})
     return side
