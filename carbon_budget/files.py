@@ -67,7 +67,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 # YAML 1.2's core schema, as DVC reads params.yaml, dvc.yaml and dvc.lock (ruamel.yaml): `1e-3` is a float,
 # `on`/`yes` are strings, `017` is seventeen. PyYAML alone reads YAML 1.1, where the first is a string and the
 # others a boolean and fifteen: a params value compared with dvc.lock would then never match. The patterns are
-# ruamel.yaml's own for version 1.2, so both parsers agree on every scalar (tests/test_yaml12.py holds them).
+# ruamel.yaml's own for version 1.2, so both parsers agree on every scalar (tests/unit/test_yaml12.py holds them).
 _YAML12_RESOLVERS = (
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", tuple("tTfF")),
     (

@@ -2,7 +2,7 @@
 
 scikit-learn's digits are read straight from the CSV that scikit-learn ships, and the stratified split is a
 few lines of numpy: `import sklearn` alone costs about 1.5 s here, which would be most of this stage's time
-(and energy) on the default data. tests/test_data.py checks both against scikit-learn itself.
+(and energy) on the default data. tests/pipeline/test_data.py checks both against scikit-learn itself.
 """
 
 from __future__ import annotations

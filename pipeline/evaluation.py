@@ -1,7 +1,7 @@
 """Classification metrics from a confusion matrix.
 
 These few lines of numpy stand in for sklearn.metrics because importing scikit-learn costs about 1.5 s here
-(more than the evaluation itself); tests/test_evaluation.py checks every figure against scikit-learn.
+(more than the evaluation itself); tests/pipeline/test_evaluation.py checks every figure against scikit-learn.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where every output of the reference pipeline lives, relative to the project root.
 
-dvc.yaml declares the same paths; tests/test_layout.py fails if the two drift apart. Units and kinds live in
+dvc.yaml declares the same paths; tests/pipeline/test_layout.py fails if the two drift apart. Units and kinds live in
 the directory names: data/, models/, metrics/, plots/. The plugin's own paths (records, the gate's verdict,
 the deployed model's figures) come from `carbon_budget.layout`.
 """

@@ -23,9 +23,9 @@ PUE is applied by codecarbon to every component. codecarbon swallows its own exc
 no data; that is raised here as MeasurementError, never reported as zero.
 
 The plan cache, the CPU attribution, the method labels and the running totals read codecarbon's private
-attributes. Every codecarbon in the supported range (3.0 to 3.x; tests/test_codecarbon_range.py runs the lowest
-and the highest) is read defensively: what is found is checked first, and anything missing or unexpected falls
-back to codecarbon's public behaviour (it probes the hardware itself, its own CPU figure stands, a method it
+attributes. Every codecarbon in the supported range (3.0 to 3.x; tests/unit/measure/test_codecarbon_range.py runs
+the lowest and the highest) is read defensively: what is found is checked first, and anything missing or unexpected
+falls back to codecarbon's public behaviour (it probes the hardware itself, its own CPU figure stands, a method it
 does not show is labelled `estimated:unknown`, a running total it hides is a MeasurementError), never to a
 figure computed from something we misread.
 """
