@@ -110,17 +110,16 @@ def stages(params_file: Path, output: Path | None) -> None:
     from carbon_budget.files import write_json
     from carbon_budget.gate.accounting import account
     from carbon_budget.layout import record_path
-    from carbon_budget.records.dvcyaml import resolved_stages
 
     root = Path.cwd()
     try:
-        names = list(resolved_stages(root))
         budget = read_params_file(params_file, missing_ok=True).get("budget")
         exempt = budget.get("exempt") if isinstance(budget, dict) else None  # validated by the gate, not here
         accounting = account(root, {str(k): str(v) for k, v in exempt.items()} if isinstance(exempt, dict) else {})
     except CarbonBudgetError as exc:
         _fail(exc)
         return
+    names = accounting.stages
     if output is not None:  # under `dvc repro`, on every run: one line, and the stages the gate will refuse
         write_json(output, {"stages": names})
         click.echo(

@@ -45,6 +45,8 @@ class Accounting:
     upstream: set[str]
     # budget.exempt names no stage of the pipeline (a typo, or a stage since removed)
     unknown_exempt: list[str] = field(default_factory=list)
+    # every stage's name, in dvc.yaml order, the tool's own included (what `carbon_stages` lists for DVC)
+    stages: list[str] = field(default_factory=list)
 
 
 def account(root: Path, exempt: dict[str, str]) -> Accounting:
@@ -73,6 +75,7 @@ def account(root: Path, exempt: dict[str, str]) -> Accounting:
         unmeasured,
         set(upstream_stages(stages, name)),
         [stage for stage in exempt if stage not in stages],
+        list(stages),
     )
 
 
